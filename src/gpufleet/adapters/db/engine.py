@@ -1,0 +1,55 @@
+"""Engine creation for SQLite (the embedded default) and PostgreSQL (production)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import StaticPool
+
+DEFAULT_URL = "sqlite:///gpufleet.db"
+
+
+def database_url(explicit: str | None = None) -> str:
+    """The database to use: an explicit URL, then ``GPUFLEET_DATABASE_URL``, then the local SQLite file."""
+    url = explicit or os.environ.get("GPUFLEET_DATABASE_URL") or DEFAULT_URL
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        # psycopg 3 is the one PostgreSQL driver we ship; a plain URL should just work.
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the one writer; NORMAL sync in WAL still survives a process crash.
+    # busy_timeout makes concurrent writers wait for the lock instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # Take the write lock at BEGIN so a read-then-write transaction can't deadlock against another writer.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    resolved = database_url(url)
+    if resolved.startswith("sqlite"):
+        in_memory = resolved in ("sqlite://", "sqlite:///:memory:")
+        options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        if in_memory:
+            options["poolclass"] = StaticPool
+        options.update(kwargs)
+        engine = create_engine(resolved, **options)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # Let SQLAlchemy own transaction boundaries so BEGIN IMMEDIATE is the one that runs.
+        event.listen(engine, "connect", lambda conn, _rec: setattr(conn, "isolation_level", None))
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
+    options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    options.update(kwargs)
+    return create_engine(resolved, **options)

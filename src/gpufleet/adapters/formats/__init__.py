@@ -1,0 +1,1 @@
+"""Parsers for the files and wire formats gpufleet reads."""

@@ -1,0 +1,1 @@
+"""Pure rules of the fleet: no I/O, no clock reads. Time is always passed in."""
