@@ -1,0 +1,84 @@
+"""Transitions through the service: one transaction with its event, optimistic concurrency, roles."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from gpufleet.adapters.db.models import Node, NodeEvent
+from gpufleet.domain.lifecycle import InvalidTransition
+from gpufleet.services.clock import ManualClock
+from gpufleet.services.context import Actor, Role
+from gpufleet.services.database import Database
+from gpufleet.services.errors import Forbidden, InvalidInput, NotFound, VersionConflict
+from gpufleet.services.inventory import chassis_id, import_nodes
+from gpufleet.services.lifecycle import transition
+from tests.factories import OPERATOR, VIEWER, seed_reference
+
+ROWS = """supplier,serial,hostname,sku,cluster,tenant
+acme-cloud,SN1,gpu-1,H100-SXM-80GB,east-frontier,
+acme-cloud,SN2,gpu-2,H100-SXM-80GB,east-frontier,tenant-a
+"""
+
+
+@pytest.fixture
+def fleet(db: Database) -> Database:
+    seed_reference(db)
+    assert import_nodes(db, ROWS, "rows.csv", OPERATOR).applied
+    return db
+
+
+def test_transition_writes_state_and_event_together(fleet: Database, clock: ManualClock) -> None:
+    clock.advance(timedelta(minutes=5))
+    actor = Actor(name="alice", role=Role.OPERATOR, correlation_id="corr-1")
+    result = transition(fleet, "gpu-1", "provision", "rack and stack done", actor)
+    assert (result.from_state, result.to_state, result.version) == ("received", "provisioning", 2)
+    with fleet.reader() as s:
+        node = s.get(Node, chassis_id("acme-cloud", "SN1"))
+        assert node is not None and node.state == "provisioning" and node.state_since == clock.now()
+        event = s.execute(select(NodeEvent).where(NodeEvent.id == result.event_id)).scalar_one()
+        assert (event.actor, event.reason, event.correlation_id) == ("alice", "rack and stack done", "corr-1")
+        assert (event.from_state, event.to_state, event.event) == ("received", "provisioning", "provision")
+
+
+def test_node_is_found_by_serial_hostname_or_chassis_id(fleet: Database) -> None:
+    transition(fleet, "SN1", "provision", "by serial", OPERATOR)
+    transition(fleet, chassis_id("acme-cloud", "SN1"), "provisioned", "by id", OPERATOR)
+    result = transition(fleet, "gpu-1", "quarantine", "by hostname", OPERATOR)
+    assert result.to_state == "quarantined"
+    with pytest.raises(NotFound):
+        transition(fleet, "nope", "provision", "x", OPERATOR)
+
+
+def test_invalid_event_changes_nothing_and_names_allowed_events(fleet: Database) -> None:
+    with pytest.raises(InvalidTransition) as info:
+        transition(fleet, "gpu-1", "admit", "skip ahead", OPERATOR)
+    assert info.value.allowed == ["decommission", "provision"]
+    with fleet.reader() as s:
+        assert s.execute(select(NodeEvent).where(NodeEvent.kind == "transition")).first() is None
+
+
+def test_stale_version_is_refused(fleet: Database) -> None:
+    transition(fleet, "gpu-1", "provision", "first", OPERATOR, expected_version=1)
+    with pytest.raises(VersionConflict) as info:
+        transition(fleet, "gpu-1", "provisioned", "stale", OPERATOR, expected_version=1)
+    assert info.value.actual == 2
+
+
+def test_reason_and_role_are_required(fleet: Database) -> None:
+    with pytest.raises(InvalidInput, match="reason"):
+        transition(fleet, "gpu-1", "provision", "  ", OPERATOR)
+    with pytest.raises(Forbidden):
+        transition(fleet, "gpu-1", "provision", "viewer tries", VIEWER)
+
+
+def test_decommissioning_an_allocated_node_needs_force(fleet: Database) -> None:
+    for event in ("provision", "provisioned", "quarantine", "drain", "drained"):
+        transition(fleet, "gpu-2", event, "walk", OPERATOR)
+    with pytest.raises(InvalidTransition, match="allocated"):
+        transition(fleet, "gpu-2", "decommission", "retire", OPERATOR)
+    assert (
+        transition(fleet, "gpu-2", "decommission", "retire anyway", OPERATOR, force=True).to_state == "decommissioning"
+    )
