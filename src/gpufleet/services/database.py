@@ -50,6 +50,15 @@ class Database:
     def is_current(self) -> bool:
         return migrate.current_revision(self.engine) == migrate.head_revision()
 
+    def revision(self) -> str | None:
+        """The schema revision stored in the database, ``None`` when it was never migrated."""
+        return migrate.current_revision(self.engine)
+
+    @staticmethod
+    def head_revision() -> str | None:
+        """The revision this version of gpufleet expects."""
+        return migrate.head_revision()
+
     def has_schema(self) -> bool:
         return inspect(self.engine).has_table("nodes")
 

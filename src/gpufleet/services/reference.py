@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -26,6 +27,7 @@ from gpufleet.adapters.db.models import (
     Supplier,
     Tenant,
 )
+from gpufleet.adapters.formats.documents import DocumentError, read_document
 from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database
 from gpufleet.services.errors import Forbidden, InvalidInput
@@ -150,6 +152,17 @@ def parse_fleet_document(data: Any, line_of: Callable[[tuple[str | int, ...]], i
             prefix = f"line {line}: " if line else ""
             problems.append(f"{prefix}{where}: {err['msg']}")
         raise InvalidInput("; ".join(problems)) from None
+
+
+def load_fleet_file(path: str) -> FleetDocument:
+    """Read and validate a YAML or JSON fleet document from disk, so entry points never touch the parsers."""
+    try:
+        data, line_of = read_document(Path(path))
+    except DocumentError as exc:
+        raise InvalidInput(str(exc), line=exc.line) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}") from None
+    return parse_fleet_document(data, line_of)
 
 
 class _Names:
