@@ -1,0 +1,128 @@
+"""Stuck nodes and their escalation: once per stay in a state, even with several runners at once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from gpufleet.adapters.db.engine import make_engine
+from gpufleet.adapters.db.models import NodeEvent
+from gpufleet.services.clock import ManualClock
+from gpufleet.services.database import Database
+from gpufleet.services.escalation import escalate_overdue, find_stuck
+from gpufleet.services.inventory import chassis_id, import_nodes
+from gpufleet.services.lifecycle import transition
+from tests.factories import OPERATOR, VIEWER, seed_reference
+
+HEADER = "supplier,serial,hostname,sku,cluster,state\n"
+
+
+def seed(db: Database, states: dict[str, str]) -> None:
+    seed_reference(db)
+    rows = "".join(
+        f"acme-cloud,{serial},host-{serial.lower()},H100-SXM-80GB,east-frontier,{state}\n"
+        for serial, state in states.items()
+    )
+    report = import_nodes(db, HEADER + rows, "nodes.csv", OPERATOR)
+    assert report.ok and report.applied
+
+
+def escalations(db: Database, serial: str | None = None) -> int:
+    query = select(func.count()).select_from(NodeEvent).where(NodeEvent.kind == "escalated")
+    if serial is not None:
+        query = query.where(NodeEvent.node_id == chassis_id("acme-cloud", serial))
+    with db.reader() as session:
+        return int(session.execute(query).scalar_one())
+
+
+def test_nodes_past_their_limit_are_stuck_and_others_are_not(db: Database, clock: ManualClock) -> None:
+    seed(db, {"Q1": "quarantined", "P1": "provisioning", "S1": "in_service", "R1": "received"})
+    assert find_stuck(db, VIEWER) == []
+    clock.advance(timedelta(hours=2))  # quarantined limit is 1 h, provisioning 4 h, received 3 days
+    stuck = find_stuck(db, VIEWER)
+    assert [s.serial for s in stuck] == ["Q1"]
+    assert stuck[0].overdue_by == timedelta(hours=1)
+    assert stuck[0].owner == "automation" and stuck[0].escalated_at is None
+    clock.advance(timedelta(hours=3))
+    assert [s.serial for s in find_stuck(db, VIEWER)] == ["Q1", "P1"]  # longest overdue first
+
+
+def test_escalation_is_written_once_per_stay(db: Database, clock: ManualClock) -> None:
+    seed(db, {"Q1": "quarantined", "Q2": "quarantined", "S1": "in_service"})
+    clock.advance(timedelta(hours=1, minutes=1))
+    first = escalate_overdue(db, OPERATOR)
+    assert sorted(n.serial for n in first.escalated) == ["Q1", "Q2"]
+    assert escalations(db) == 2
+    clock.advance(timedelta(hours=5))
+    again = escalate_overdue(db, OPERATOR)
+    assert again.escalated == [] and again.already_escalated == 2
+    assert escalations(db) == 2
+    assert all(s.escalated_at is not None for s in find_stuck(db, VIEWER))
+
+
+def test_a_new_stay_in_the_same_state_escalates_again(db: Database, clock: ManualClock) -> None:
+    seed(db, {"Q1": "quarantined"})
+    clock.advance(timedelta(hours=2))
+    escalate_overdue(db, OPERATOR)
+    # Leave and come back at the same instant: the old escalation belongs to the old stay.
+    transition(db, "Q1", "release", "false alarm", OPERATOR)
+    transition(db, "Q1", "quarantine", "xid 79 again", OPERATOR)
+    assert escalate_overdue(db, OPERATOR).escalated == []  # the new stay is not overdue yet
+    clock.advance(timedelta(hours=1))
+    assert [n.serial for n in escalate_overdue(db, OPERATOR).escalated] == ["Q1"]
+    assert escalations(db, "Q1") == 2
+
+
+def test_dry_run_writes_nothing(db: Database, clock: ManualClock) -> None:
+    seed(db, {"Q1": "quarantined"})
+    clock.advance(timedelta(hours=2))
+    report = escalate_overdue(db, OPERATOR, dry_run=True)
+    assert [n.serial for n in report.escalated] == ["Q1"] and report.dry_run
+    assert escalations(db) == 0
+
+
+def test_concurrent_runners_escalate_each_node_once(db: Database, clock: ManualClock) -> None:
+    seed(db, {f"Q{i:03d}": "quarantined" for i in range(60)})
+    clock.advance(timedelta(hours=2))
+    url = db.engine.url.render_as_string(hide_password=False)
+    runners = [Database(make_engine(url), clock) for _ in range(3)]
+    barrier = threading.Barrier(len(runners))
+    counts: list[int] = []
+    failures: list[BaseException] = []
+
+    def run(runner: Database) -> None:
+        try:
+            barrier.wait()
+            counts.append(len(escalate_overdue(runner, OPERATOR, batch_size=7).escalated))
+        except BaseException as exc:  # surfaced below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for runner in runners:
+        runner.dispose()
+    assert failures == []
+    assert sum(counts) == 60
+    assert escalations(db) == 60
+    with db.reader() as session:
+        per_node = session.execute(
+            select(NodeEvent.node_id, func.count())
+            .where(NodeEvent.kind == "escalated")
+            .group_by(NodeEvent.node_id)
+            .having(func.count() > 1)
+        ).all()
+    assert per_node == []
+
+
+def test_escalating_needs_an_operator(db: Database) -> None:
+    import pytest
+
+    from gpufleet.services.errors import Forbidden
+
+    with pytest.raises(Forbidden):
+        escalate_overdue(db, VIEWER)
