@@ -227,6 +227,19 @@ class InvalidTransition(Exception):
         super().__init__(message)
 
 
+def unguarded_targets(event: str) -> dict[NodeState, NodeState]:
+    """Source -> target for every unguarded transition on ``event``.
+
+    Storage can apply these in one conditional UPDATE (the row's current state picks the target), which makes the
+    common transition a single round trip while the table stays the only place that says what is allowed.
+    """
+    return {t.source: t.target for t in TRANSITIONS if t.event == event and not t.guards}
+
+
+def has_guards(event: str) -> bool:
+    return any(t.guards for t in TRANSITIONS if t.event == event)
+
+
 def allowed_events(state: NodeState) -> list[str]:
     return sorted(_BY_SOURCE.get(state, {}))
 

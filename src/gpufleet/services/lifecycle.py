@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, case, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from gpufleet.adapters.db.models import Node, NodeEvent
-from gpufleet.domain.lifecycle import NodeState, TransitionContext, next_state
+from gpufleet.adapters.db.models import Node, NodeEvent, UTCDateTime
+from gpufleet.domain.lifecycle import NodeState, TransitionContext, has_guards, next_state, unguarded_targets
 from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database
-from gpufleet.services.errors import Forbidden, InvalidInput, VersionConflict
+from gpufleet.services.errors import Forbidden, InvalidInput, NotFound, VersionConflict
 from gpufleet.services.node_refs import has_active_allocation, resolve_node_id
 
 MAX_REASON = 2000
+CHASSIS_ID = re.compile(r"^ch-[0-9a-f]{16}$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,81 @@ def check_reason(reason: str | None) -> str:
     return text
 
 
+NODES = cast(Table, Node.__table__)
+EVENTS = cast(Table, NodeEvent.__table__)
+
+
+@lru_cache(maxsize=256)
+def _conditional_update(event: str, check_version: bool) -> Any:
+    """The one-statement transition for an unguarded event, built once per event and reused.
+
+    Plain Core on the table (not the ORM entity) with bind parameters keeps the hot path free of per-call statement
+    construction and ORM synchronisation, which otherwise cost more than the database work itself.
+    """
+    targets = unguarded_targets(event)
+    target_of = case({s.value: t.value for s, t in targets.items()}, value=NODES.c.state)
+    stmt = update(NODES).where(NODES.c.id == bindparam("b_node"), NODES.c.state.in_([s.value for s in targets]))
+    if check_version:
+        stmt = stmt.where(NODES.c.version == bindparam("b_version"))
+    return stmt.values(
+        previous_state=NODES.c.state,
+        state=target_of,
+        state_since=bindparam("b_now", type_=UTCDateTime()),
+        version=NODES.c.version + 1,
+        updated_at=bindparam("b_now", type_=UTCDateTime()),
+    ).returning(NODES.c.previous_state, NODES.c.state, NODES.c.version, NODES.c.cluster_id, NODES.c.id)
+
+
+_INSERT_EVENT = insert(EVENTS)
+
+
+@lru_cache(maxsize=256)
+def _update_with_event(event: str, check_version: bool) -> Any:
+    """PostgreSQL: the conditional UPDATE and its event INSERT as one statement (a data-modifying CTE).
+
+    One round trip instead of two; both rows still commit or vanish together.
+    """
+    moved = _conditional_update(event, check_version).cte("moved")
+    source = select(
+        moved.c.id,
+        bindparam("b_now", type_=UTCDateTime()),
+        literal("transition"),
+        literal(event),
+        moved.c.previous_state,
+        moved.c.state,
+        bindparam("b_actor"),
+        bindparam("b_reason"),
+        bindparam("b_correlation_id"),
+        moved.c.cluster_id,
+        bindparam("b_data", type_=EVENTS.c.data.type),
+        moved.c.version,
+    )
+    columns = [
+        "node_id",
+        "at",
+        "kind",
+        "event",
+        "from_state",
+        "to_state",
+        "actor",
+        "reason",
+        "correlation_id",
+        "cluster_id",
+        "data",
+        "version",
+    ]
+    return (
+        insert(EVENTS)
+        .from_select(columns, source)
+        .returning(EVENTS.c.from_state, EVENTS.c.to_state, EVENTS.c.version, EVENTS.c.cluster_id, EVENTS.c.id)
+    )
+
+
+@lru_cache(maxsize=256)
+def _single_statement(event: str) -> bool:
+    return not has_guards(event) and bool(unguarded_targets(event))
+
+
 def apply_transition(
     session: Session,
     node_id: str,
@@ -53,43 +131,101 @@ def apply_transition(
     """Apply one lifecycle event inside the caller's transaction, with its append-only event row.
 
     Controllers call this inside their own unit of work so that a transition and whatever caused it commit together.
+    Unguarded events take one conditional UPDATE (the table's source -> target map, applied atomically by the row's
+    current state); anything that fails there, and every guarded event, goes through the checked path, which reads
+    the node and raises the precise error.
     """
-    row = session.execute(select(Node.state, Node.version, Node.cluster_id).where(Node.id == node_id)).one()
+    if _single_statement(event):
+        params: dict[str, Any] = {"b_node": node_id, "b_now": now}
+        if expected_version is not None:
+            params["b_version"] = expected_version
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            params.update(b_actor=actor.name, b_reason=reason, b_correlation_id=actor.correlation_id, b_data=data or {})
+            row = connection.execute(_update_with_event(event, expected_version is not None), params).one_or_none()
+            if row is not None:
+                return TransitionResult(node_id, event, row[0], row[1], row[2], now, row[4])
+        else:
+            stmt = _conditional_update(event, expected_version is not None)
+            row = connection.execute(stmt, params).one_or_none()
+            if row is not None:
+                return _record(session, node_id, event, row[0], row[1], row[2], row[3], reason, actor, now, data)
+    return _checked_transition(session, node_id, event, reason, actor, now, expected_version, force, data)
+
+
+def _checked_transition(
+    session: Session,
+    node_id: str,
+    event: str,
+    reason: str,
+    actor: Actor,
+    now: datetime,
+    expected_version: int | None,
+    force: bool,
+    data: dict[str, Any] | None,
+) -> TransitionResult:
+    row = session.execute(select(Node.state, Node.version, Node.cluster_id).where(Node.id == node_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"no node with chassis id '{node_id}'")
     if expected_version is not None and row.version != expected_version:
         raise VersionConflict(node_id, expected_version, row.version)
     current = NodeState(row.state)
     ctx = TransitionContext(
-        has_active_allocation=event == "decommission" and has_active_allocation(session, node_id, now),
+        has_active_allocation=has_guards(event) and has_active_allocation(session, node_id, now),
         forced=force,
     )
     target = next_state(current, event, ctx)
     result = session.execute(
         update(Node)
         .where(Node.id == node_id, Node.version == row.version)
-        .values(state=target.value, state_since=now, version=row.version + 1, updated_at=now)
+        .values(
+            previous_state=current.value, state=target.value, state_since=now, version=row.version + 1, updated_at=now
+        )
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         # Another writer got in between our read and our write.
         actual = session.execute(select(Node.version).where(Node.id == node_id)).scalar_one()
         raise VersionConflict(node_id, row.version, actual)
-    event_id = session.execute(
-        insert(NodeEvent)
-        .values(
-            node_id=node_id,
-            at=now,
-            kind="transition",
-            event=event,
-            from_state=current.value,
-            to_state=target.value,
-            actor=actor.name,
-            reason=reason,
-            correlation_id=actor.correlation_id,
-            cluster_id=row.cluster_id,
-            data=data or {},
-        )
-        .returning(NodeEvent.id)
-    ).scalar_one()
-    return TransitionResult(node_id, event, current.value, target.value, row.version + 1, now, event_id)
+    extra = dict(data or {})
+    if force:
+        extra["forced"] = True
+    return _record(
+        session, node_id, event, current.value, target.value, row.version + 1, row.cluster_id, reason, actor, now, extra
+    )
+
+
+def _record(
+    session: Session,
+    node_id: str,
+    event: str,
+    from_state: str,
+    to_state: str,
+    version: int,
+    cluster_id: int,
+    reason: str,
+    actor: Actor,
+    now: datetime,
+    data: dict[str, Any] | None,
+) -> TransitionResult:
+    inserted = session.connection().execute(
+        _INSERT_EVENT,
+        {
+            "node_id": node_id,
+            "at": now,
+            "kind": "transition",
+            "event": event,
+            "from_state": from_state,
+            "to_state": to_state,
+            "actor": actor.name,
+            "reason": reason,
+            "correlation_id": actor.correlation_id,
+            "cluster_id": cluster_id,
+            "data": data or {},
+            "version": version,
+        },
+    )
+    event_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+    return TransitionResult(node_id, event, from_state, to_state, version, now, event_id)
 
 
 def transition(
@@ -109,5 +245,6 @@ def transition(
     text = check_reason(reason)
     now = db.clock.now()
     with db.transaction() as session:
-        node_id = resolve_node_id(session, node_ref, actor, now)
+        # A chassis id goes straight to the single-statement path; other names are resolved first.
+        node_id = node_ref if CHASSIS_ID.match(node_ref) else resolve_node_id(session, node_ref, actor, now)
         return apply_transition(session, node_id, event.strip(), text, actor, now, expected_version, force)

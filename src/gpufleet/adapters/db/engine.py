@@ -26,7 +26,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={os.environ.get('GPUFLEET_SQLITE_SYNC', 'NORMAL')}")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 

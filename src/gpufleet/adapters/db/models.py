@@ -174,6 +174,7 @@ class Node(Base):
     nvlink_domain_id: Mapped[int | None] = mapped_column(ForeignKey("nvlink_domains.id"))
     switch_id: Mapped[int | None] = mapped_column(ForeignKey("ib_switches.id"))
     state: Mapped[str] = mapped_column(String(30))
+    previous_state: Mapped[str | None] = mapped_column(String(30))
     state_since: Mapped[datetime]
     version: Mapped[int] = mapped_column(default=1)
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -229,7 +230,10 @@ class NodeEvent(Base):
     actor: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(Text)
     correlation_id: Mapped[str] = mapped_column(String(64), index=True)
-    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id"))
+    # The cluster the node was in when this happened. Deliberately not a foreign key: history outlives clusters,
+    # and a key-share lock on the cluster row for every event would serialise a whole cluster's writers.
+    cluster_id: Mapped[int | None]
+    version: Mapped[int | None]  # the node's version after this change, matching the ETag callers saw
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 

@@ -149,6 +149,7 @@ def upgrade() -> None:
         sa.Column("nvlink_domain_id", sa.Integer(), nullable=True),
         sa.Column("switch_id", sa.Integer(), nullable=True),
         sa.Column("state", sa.String(length=30), nullable=False),
+        sa.Column("previous_state", sa.String(length=30), nullable=True),
         sa.Column("state_since", gpufleet.adapters.db.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("labels", sa.JSON(), nullable=False),
@@ -228,8 +229,8 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("correlation_id", sa.String(length=64), nullable=False),
         sa.Column("cluster_id", sa.Integer(), nullable=True),
+        sa.Column("version", sa.Integer(), nullable=True),
         sa.Column("data", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(["cluster_id"], ["clusters.id"], name=op.f("fk_node_events_cluster_id_clusters")),
         sa.ForeignKeyConstraint(["node_id"], ["nodes.id"], name=op.f("fk_node_events_node_id_nodes")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_node_events")),
     )

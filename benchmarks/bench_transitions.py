@@ -1,0 +1,74 @@
+"""Figure: single lifecycle transitions (each with its event, in its own transaction) against a bare single-row
+UPDATE transaction on the same database in the same run. Target: at least 70% of the bare rate."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from sqlalchemy import bindparam, select, update
+
+from _db import backend_arg, scratch_database
+from bench_import import ACTOR, FLEET
+from gpufleet.adapters.db.models import Node, UTCDateTime
+from gpufleet.services.inventory import import_nodes
+from gpufleet.services.lifecycle import transition
+from gpufleet.services.reference import FleetDocument, import_fleet
+
+NODES = 2_000
+ROUNDS = 4_000
+
+
+def main() -> None:
+    args = backend_arg(__doc__ or "")
+    rows = ["supplier,serial,hostname,sku,cluster,state"]
+    rows += [f"supplier-0,T{i:05d},t-{i:05d},H100-SXM-80GB,cluster-0,in_service" for i in range(NODES)]
+    with scratch_database(args.db) as db:
+        import_fleet(db, FleetDocument.model_validate(FLEET), ACTOR)
+        report = import_nodes(db, "\n".join(rows) + "\n", "bench.csv", ACTOR)
+        with db.reader() as session:
+            ids = sorted(session.scalars(select(Node.id)))
+        assert report.created == NODES
+
+        # The baseline is the leanest single-row UPDATE the same stack can run: a prebuilt Core statement.
+        bare_stmt = (
+            update(Node.__table__)
+            .where(Node.__table__.c.id == bindparam("b_id"))
+            .values(updated_at=bindparam("b_now", type_=UTCDateTime()))
+        )
+
+        def bare(i: int) -> None:
+            with db.transaction() as session:
+                session.connection().execute(bare_stmt, {"b_id": ids[i % NODES], "b_now": db.clock.now()})
+
+        def lifecycle(i: int) -> None:
+            event = "quarantine" if (i // NODES) % 2 == 0 else "release"
+            transition(db, ids[i % NODES], event, "benchmark", ACTOR)
+
+        results = {}
+        for name, step in (("bare_update", bare), ("transition", lifecycle), ("bare_update_again", bare)):
+            for i in range(200):  # warm the connection pool and the statement cache
+                step(i)
+            start = time.perf_counter()
+            for i in range(ROUNDS):
+                step(i + (200 if name == "transition" else 0))
+            results[name] = ROUNDS / (time.perf_counter() - start)
+    bare_rate = (results["bare_update"] + results["bare_update_again"]) / 2
+    ratio = results["transition"] / bare_rate
+    print(
+        json.dumps(
+            {
+                "figure": "transition_rate",
+                "db": args.db,
+                "bare_update_per_s": round(bare_rate, 1),
+                "transition_per_s": round(results["transition"], 1),
+                "ratio": round(ratio, 3),
+                "target_ratio": 0.70,
+                "met": ratio >= 0.70,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
