@@ -34,10 +34,14 @@ unit: install
 
 test: lint typecheck contracts unit
 
+BENCH_DBS ?= sqlite postgresql
+
 bench: install
-	@for script in benchmarks/*.py; do \
-		echo "== $$script"; \
-		$(BIN)/python $$script || exit 1; \
+	@for script in benchmarks/bench_*.py; do \
+		for db in $(BENCH_DBS); do \
+			echo "== $$script --db $$db"; \
+			$(BIN)/python $$script --db $$db || exit 1; \
+		done; \
 	done
 
 clean:
