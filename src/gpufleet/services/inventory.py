@@ -6,7 +6,6 @@ transaction. That is what keeps 12,500 nodes and 100,000 GPUs in seconds, and a 
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,29 +29,15 @@ from gpufleet.adapters.db.models import (
     Supplier,
     Tenant,
 )
-from gpufleet.adapters.formats.inventory import FORMATS, RawRow, detect_format, parse_inventory
-from gpufleet.domain.lifecycle import NodeState, parse_state
+from gpufleet.adapters.formats.inventory import FORMATS, detect_format, parse_inventory
+from gpufleet.domain.inventory_rows import REQUIRED, NodeRow, RowError, validate_row
+from gpufleet.domain.lifecycle import NodeState
 from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database
 from gpufleet.services.errors import Forbidden, InvalidInput
+from gpufleet.services.inventory_report import Change, ImportReport
 
-REQUIRED = ("supplier", "serial", "hostname", "sku", "cluster")
-OPTIONAL = (
-    "rack",
-    "nvlink_domain",
-    "switch",
-    "provider_id",
-    "bmc_address",
-    "labels",
-    "gpu_serials",
-    "state",
-    "tenant",
-    "project",
-    "attributes",
-)
-KNOWN = frozenset(REQUIRED + OPTIONAL)
 MAX_ROWS = 200_000
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$")
 _CHASSIS_NS = uuid.UUID("6f1c7e52-6a8e-4f7e-9d0b-8f3d2b1a9c11")
 
 Progress = Callable[[str, int, int], None]
@@ -61,242 +46,6 @@ Progress = Callable[[str, int, int], None]
 def chassis_id(supplier: str, serial: str) -> str:
     """A stable id for a chassis: derived from what the supplier calls it, fixed forever once stored."""
     return "ch-" + uuid.uuid5(_CHASSIS_NS, f"{supplier}/{serial}").hex[:16]
-
-
-@dataclass(frozen=True)
-class RowError:
-    line: int
-    field: str | None
-    message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "field": self.field, "message": self.message}
-
-    def __str__(self) -> str:
-        where = f"line {self.line}" + (f", field '{self.field}'" if self.field else "")
-        return f"{where}: {self.message}"
-
-
-@dataclass
-class NodeRow:
-    line: int
-    supplier: str
-    serial: str
-    hostname: str
-    sku: str
-    cluster: str
-    rack: str | None
-    nvlink_domain: str | None
-    switch: str | None
-    provider_id: str | None
-    bmc_address: str | None
-    labels: dict[str, str] | None
-    gpu_serials: list[str] | None
-    state: NodeState | None
-    tenant: str | None
-    project: str | None
-    attributes: dict[str, Any] | None
-
-
-@dataclass
-class Change:
-    line: int
-    node_id: str
-    serial: str
-    action: str  # created | updated | moved | unchanged
-    changes: dict[str, list[Any]] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "line": self.line,
-            "id": self.node_id,
-            "serial": self.serial,
-            "action": self.action,
-            "changes": self.changes,
-        }
-
-
-@dataclass
-class ImportReport:
-    source: str
-    rows: int = 0
-    created: int = 0
-    updated: int = 0
-    moved: int = 0
-    unchanged: int = 0
-    gpus_written: int = 0
-    errors: list[RowError] = field(default_factory=list)
-    changes: list[Change] = field(default_factory=list)
-    applied: bool = False
-    dry_run: bool = False
-    partial: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """True only when everything the file asked for was applied (or would be, on a dry run)."""
-        return not self.errors
-
-    @property
-    def changed(self) -> int:
-        return self.created + self.updated + self.moved
-
-    def summary_line(self) -> str:
-        if self.errors and not self.applied and not self.dry_run:
-            return f"nothing applied: {len(self.errors)} row error(s) in {self.source}; fix them or use --partial"
-        verb = "would change" if self.dry_run else "applied"
-        if not self.changed and not self.errors:
-            return f"no changes: all {self.unchanged} node(s) in {self.source} already match"
-        text = f"{verb}: {self.created} created, {self.updated} updated, {self.moved} moved, {self.unchanged} unchanged"
-        if self.errors:
-            text += f"; {len(self.errors)} row error(s) skipped"
-        return text
-
-    def as_dict(self, max_changes: int = 1000) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "rows": self.rows,
-            "created": self.created,
-            "updated": self.updated,
-            "moved": self.moved,
-            "unchanged": self.unchanged,
-            "gpus_written": self.gpus_written,
-            "applied": self.applied,
-            "dry_run": self.dry_run,
-            "partial": self.partial,
-            "ok": self.ok,
-            "summary": self.summary_line(),
-            "errors": [e.as_dict() for e in self.errors],
-            "changes": [c.as_dict() for c in self.changes if c.action != "unchanged"][:max_changes],
-        }
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Row validation: pure, per row, naming the field.
-
-
-def _text(values: dict[str, Any], name: str, line: int, errors: list[RowError], max_len: int = 255) -> str | None:
-    raw = values.get(name)
-    if raw is None:
-        return None
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        raw = str(raw)
-    if not isinstance(raw, str):
-        errors.append(RowError(line, name, f"expected text, got {type(raw).__name__}"))
-        return None
-    value = raw.strip()
-    if len(value) > max_len:
-        errors.append(RowError(line, name, f"longer than {max_len} characters"))
-        return None
-    return value or None
-
-
-def _labels(raw: Any, line: int, errors: list[RowError]) -> dict[str, str] | None:
-    if raw is None or raw == "":
-        return None
-    if isinstance(raw, dict):
-        pairs = [(str(k), "" if v is None else str(v)) for k, v in raw.items()]
-    elif isinstance(raw, str):
-        pairs = []
-        for part in raw.split(";"):
-            if not part.strip():
-                continue
-            if "=" not in part:
-                errors.append(RowError(line, "labels", f"'{part.strip()}' is not key=value (labels look like k=v;k=v)"))
-                return None
-            key, value = part.split("=", 1)
-            pairs.append((key.strip(), value.strip()))
-    else:
-        errors.append(RowError(line, "labels", "expected k=v;k=v or an object"))
-        return None
-    for key, value in pairs:
-        if not re.match(r"^[A-Za-z0-9_./-]{1,100}$", key):
-            errors.append(RowError(line, "labels", f"bad label key '{key}'"))
-            return None
-        if len(value) > 255:
-            errors.append(RowError(line, "labels", f"label '{key}' is longer than 255 characters"))
-            return None
-    return dict(pairs)
-
-
-def _gpu_serials(raw: Any, line: int, errors: list[RowError]) -> list[str] | None:
-    if raw is None or raw == "":
-        return None
-    if isinstance(raw, str):
-        items = [s.strip() for s in raw.split(";")]
-    elif isinstance(raw, list):
-        items = [str(s).strip() for s in raw]
-    else:
-        errors.append(RowError(line, "gpu_serials", "expected serials separated by ';' or a list"))
-        return None
-    if any(not s for s in items):
-        errors.append(RowError(line, "gpu_serials", "an empty GPU serial in the list"))
-        return None
-    if len(set(items)) != len(items):
-        errors.append(RowError(line, "gpu_serials", "the same GPU serial appears twice in one node"))
-        return None
-    if any(len(s) > 100 for s in items) or len(items) > 1024:
-        errors.append(RowError(line, "gpu_serials", "a GPU serial over 100 characters or more than 1024 GPUs"))
-        return None
-    return items
-
-
-def validate_row(raw: RawRow) -> tuple[NodeRow | None, list[RowError]]:
-    errors: list[RowError] = []
-    values = {str(k).strip().lower(): v for k, v in raw.values.items()}
-    unknown = sorted(k for k in values if k not in KNOWN)
-    if unknown:
-        errors.append(RowError(raw.line, unknown[0], f"unknown column(s): {', '.join(unknown)}"))
-    required: dict[str, str] = {}
-    for name in REQUIRED:
-        value = _text(values, name, raw.line, errors)
-        if value is None:
-            if not any(e.field == name for e in errors):
-                errors.append(RowError(raw.line, name, "required and missing"))
-        elif name in ("supplier", "sku", "cluster", "serial", "hostname") and not _NAME.match(value):
-            errors.append(RowError(raw.line, name, f"'{value}' has characters not allowed in a name"))
-        else:
-            required[name] = value
-    state = None
-    state_text = _text(values, "state", raw.line, errors)
-    if state_text:
-        try:
-            state = parse_state(state_text)
-        except ValueError as exc:
-            errors.append(RowError(raw.line, "state", str(exc)))
-    attributes = values.get("attributes")
-    if attributes in ("", None):
-        attributes = None
-    elif not isinstance(attributes, dict):
-        errors.append(RowError(raw.line, "attributes", "expected an object (JSON inventories only)"))
-    row_labels = _labels(values.get("labels"), raw.line, errors)
-    gpus = _gpu_serials(values.get("gpu_serials"), raw.line, errors)
-    optional = {n: _text(values, n, raw.line, errors) for n in ("rack", "nvlink_domain", "switch", "tenant", "project")}
-    provider_id = _text(values, "provider_id", raw.line, errors)
-    bmc_address = _text(values, "bmc_address", raw.line, errors)
-    if errors:
-        return None, errors
-    return (
-        NodeRow(
-            line=raw.line,
-            supplier=required["supplier"],
-            serial=required["serial"],
-            hostname=required["hostname"],
-            sku=required["sku"],
-            cluster=required["cluster"],
-            rack=optional["rack"],
-            nvlink_domain=optional["nvlink_domain"],
-            switch=optional["switch"],
-            provider_id=provider_id,
-            bmc_address=bmc_address,
-            labels=row_labels,
-            gpu_serials=gpus,
-            state=state,
-            tenant=optional["tenant"],
-            project=optional["project"],
-            attributes=attributes,
-        ),
-        [],
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -745,7 +494,7 @@ def import_nodes(
     report.errors.extend(RowError(p.line, None, p.message) for p in problems)
     rows: list[NodeRow] = []
     for raw in raw_rows:
-        row, errors = validate_row(raw)
+        row, errors = validate_row(raw.line, raw.values)
         report.errors.extend(errors)
         if row is not None:
             rows.append(row)
