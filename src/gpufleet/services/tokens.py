@@ -85,19 +85,20 @@ def list_tokens(db: Database, actor: Actor) -> list[dict[str, Any]]:
         rows = session.execute(
             select(ApiToken, Tenant.name).outerjoin(Tenant, Tenant.id == ApiToken.tenant_id).order_by(ApiToken.id)
         ).all()
-    return [
-        {
-            "id": t.id,
-            "name": t.name,
-            "prefix": t.prefix,
-            "role": t.role,
-            "tenant": tenant,
-            "created_at": t.created_at.isoformat(),
-            "created_by": t.created_by,
-            "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
-        }
-        for t, tenant in rows
-    ]
+        # Read the rows while the session is open: leaving the reader rolls back, which expires them.
+        return [
+            {
+                "id": t.id,
+                "name": t.name,
+                "prefix": t.prefix,
+                "role": t.role,
+                "tenant": tenant,
+                "created_at": t.created_at.isoformat(),
+                "created_by": t.created_by,
+                "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+            }
+            for t, tenant in rows
+        ]
 
 
 def revoke_token(db: Database, token_id: int, actor: Actor) -> datetime:
