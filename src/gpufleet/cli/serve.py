@@ -1,0 +1,62 @@
+"""`gpufleet serve` and `gpufleet demo`: run the API server on the CLI's database.
+
+The server is started by import string so the CLI never imports the API: the two entry points stay independent
+and share only the services and the database URL.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from gpufleet.cli.output import show, table
+from gpufleet.cli.state import actor, database, state
+from gpufleet.services.demo_fleet import seed_demo_fleet
+from gpufleet.services.tokens import create_token
+
+APP_FACTORY = "gpufleet.api.app:create_app"
+DATABASE_ENV = "GPUFLEET_DATABASE_URL"
+
+HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+PortOption = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")]
+
+
+def run_server(ctx: typer.Context, host: str, port: int) -> None:
+    import uvicorn  # imported here so that every other command starts fast
+
+    url = state(ctx).database_url
+    if url:
+        # The server process reads its database from the environment, as every gpufleet entry point does.
+        os.environ[DATABASE_ENV] = url
+    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, log_level="info")
+
+
+def serve(ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+    """Serve the REST API (OpenAPI at /docs) on the database; it must be migrated first."""
+    database(ctx)  # refuse early, with the fix, if the schema is missing or old
+    run_server(ctx, host, port)
+
+
+def demo(ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+    """Migrate the database, load a demo fleet if it is empty, make an admin token and serve."""
+    db = database(ctx, migrated=False)
+    db.upgrade()
+    seeded = seed_demo_fleet(db, actor(ctx))
+    if seeded is None:
+        typer.echo(f"database {db.url} already holds a fleet; leaving it as it is")
+    else:
+        nodes = seeded.nodes
+        typer.echo(f"loaded the demo fleet into {db.url}: {nodes.created} nodes, {nodes.gpus_written} GPUs")
+    token = create_token(db, "demo-admin", "admin", actor(ctx))
+    address = f"[{host}]" if ":" in host else host
+    show(
+        table(
+            "gpufleet demo",
+            ("", ""),
+            [("API docs", f"http://{address}:{port}/docs"), ("admin token", token.secret), ("database", db.url)],
+        )
+    )
+    typer.echo(f"Use the token as: Authorization: Bearer {token.secret}")
+    run_server(ctx, host, port)
