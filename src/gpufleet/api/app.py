@@ -1,0 +1,92 @@
+"""The REST API application: ``create_app`` wires routes, auth, error format and limits onto one Database.
+
+Run it with ``uvicorn --factory gpufleet.api.app:create_app`` (what ``gpufleet serve`` does); without an explicit
+database it opens the one named by ``GPUFLEET_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gpufleet import __version__
+from gpufleet.api import problems
+from gpufleet.api.middleware import (
+    JSON_BODY_LIMIT,
+    UPLOAD_BODY_LIMIT,
+    BodyLimitMiddleware,
+    CorrelationIdMiddleware,
+)
+from gpufleet.api.routes import (
+    allocations,
+    health,
+    imports,
+    lifecycle,
+    metrics,
+    nodes,
+    reference,
+    summary,
+    tokens,
+    transitions,
+)
+from gpufleet.services.database import Database, open_database
+
+API_PREFIX = "/api/v1"
+UPLOAD_PATHS = frozenset({f"{API_PREFIX}/imports/nodes"})
+
+DESCRIPTION = """
+The source of truth for a GPU fleet and the lifecycle every node moves through.
+
+**Auth**: send `Authorization: Bearer <token>`. Reads need the *viewer* role, changes *operator*, token management
+*admin*. A token scoped to a tenant sees only the nodes allocated to that tenant (node list, node detail, summary)
+and is refused everything else with 403.
+
+**Errors** are `application/problem+json` (RFC 9457) with extension members such as `field`, `errors` and
+`allowed_events`.
+
+**Concurrency**: node responses carry `ETag: "<version>"`; send it back as `If-Match` on a change to get 412 instead
+of overwriting someone else's.
+
+**Tracing**: an `X-Correlation-ID` request header is recorded on every event the request writes and echoed back.
+
+`/healthz` and `/metrics` (Prometheus) need no token.
+"""
+
+
+def _body_limit(path: str) -> int:
+    return UPLOAD_BODY_LIMIT if path in UPLOAD_PATHS else JSON_BODY_LIMIT
+
+
+def create_app(db: Database | None = None) -> FastAPI:
+    owned = db is None
+    database = db if db is not None else open_database()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            database.dispose()
+
+    app = FastAPI(
+        title="gpufleet",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.db = database
+    app.state.metrics_registry = metrics.registry_for(database)
+    problems.install(app)
+    # Added innermost first: the correlation id must exist before a 413 is written.
+    app.add_middleware(BodyLimitMiddleware, limit_for=_body_limit)
+    app.add_middleware(CorrelationIdMiddleware)
+    for module in (nodes, transitions, summary, lifecycle, reference, imports, allocations, tokens):
+        app.include_router(module.router, prefix=API_PREFIX)
+    for module in (health, metrics):
+        app.include_router(module.router)
+        app.include_router(module.router, prefix=API_PREFIX, include_in_schema=False)
+    return app

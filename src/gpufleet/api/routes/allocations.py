@@ -1,0 +1,59 @@
+"""Allocations of nodes to tenants and projects: create, end (idempotent) and list."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from gpufleet.api.auth import Operator, Viewer
+from gpufleet.api.deps import Db
+from gpufleet.api.schemas import PROBLEMS, AllocationEndIn, AllocationIn, ItemsOut, problem
+from gpufleet.services.allocations import allocate, end_allocation, list_allocations
+from gpufleet.services.context import Actor
+from gpufleet.services.database import Database
+
+router = APIRouter(tags=["allocations"], responses=PROBLEMS)
+CONFLICT = problem(409, "The node is held by another allocation in that window, or is leaving the fleet")
+
+
+@router.post("/allocations", status_code=201, summary="Allocate a node to a tenant and project", responses=CONFLICT)
+def post_allocation(body: AllocationIn, actor: Operator, db: Db) -> JSONResponse:
+    """201 when created; 200 with the stored allocation when the same request was already applied."""
+    result = allocate(db, body.node, body.tenant, actor, body.project, body.starts_at, body.ends_at, body.reason)
+    return JSONResponse(result.allocation, status_code=201 if result.changed else 200)
+
+
+@router.get("/allocations", response_model=ItemsOut, summary="List allocations, newest first")
+def get_allocations(
+    actor: Viewer,
+    db: Db,
+    node: str | None = None,
+    tenant: str | None = None,
+    active: Annotated[bool, Query(description="Only allocations in force now.")] = False,
+) -> dict[str, Any]:
+    return {"items": list_allocations(db, actor, node, tenant, active)}
+
+
+def _end(allocation_id: int, actor: Actor, db: Database, reason: str | None) -> dict[str, Any]:
+    result = end_allocation(db, allocation_id, actor, reason)
+    return {**result.allocation, "changed": result.changed}
+
+
+@router.post(
+    "/allocations/{allocation_id}/end",
+    summary="End an allocation now (cancel it if it has not started); ending twice changes nothing",
+    responses=problem(404, "No such allocation"),
+)
+def post_end(allocation_id: int, actor: Operator, db: Db, body: AllocationEndIn | None = None) -> dict[str, Any]:
+    return _end(allocation_id, actor, db, body.reason if body else None)
+
+
+@router.delete(
+    "/allocations/{allocation_id}",
+    summary="Same as POST /allocations/{id}/end",
+    responses=problem(404, "No such allocation"),
+)
+def delete_allocation(allocation_id: int, actor: Operator, db: Db) -> dict[str, Any]:
+    return _end(allocation_id, actor, db, None)

@@ -1,0 +1,39 @@
+"""Lifecycle transitions of one node: the only way a node's state changes through the API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from gpufleet.api.auth import Operator
+from gpufleet.api.deps import Db, IfMatch, etag
+from gpufleet.api.schemas import PROBLEMS, TransitionIn, TransitionOut, problem
+from gpufleet.services.lifecycle import transition
+
+router = APIRouter(tags=["nodes"], responses=PROBLEMS)
+
+
+@router.post(
+    "/nodes/{node}/transitions",
+    response_model=TransitionOut,
+    summary="Apply a lifecycle event to a node",
+    responses={
+        **problem(404, "No such node"),
+        **problem(409, "The event is not allowed from the node's state; `allowed_events` lists those that are"),
+        **problem(412, "If-Match names a version the node has moved past"),
+    },
+)
+def post_transition(node: str, body: TransitionIn, actor: Operator, db: Db, version: IfMatch) -> JSONResponse:
+    result = transition(db, node, body.event, body.reason, actor, version, body.force)
+    return JSONResponse(
+        {
+            "id": result.node_id,
+            "event": result.event,
+            "from_state": result.from_state,
+            "state": result.to_state,
+            "version": result.version,
+            "at": result.at.isoformat(),
+            "event_id": result.event_id,
+        },
+        headers={"ETag": etag(result.version)},
+    )
