@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from gpufleet.adapters.db.engine import make_engine
 from gpufleet.adapters.db.models import NodeEvent
 from gpufleet.services.clock import ManualClock
 from gpufleet.services.database import Database
+from gpufleet.services.errors import Forbidden
 from gpufleet.services.escalation import escalate_overdue, find_stuck
 from gpufleet.services.inventory import chassis_id, import_nodes
 from gpufleet.services.lifecycle import transition
 from tests.factories import OPERATOR, VIEWER, seed_reference
+from tests.integration.cli_support import Cli
 
 HEADER = "supplier,serial,hostname,sku,cluster,state\n"
 
@@ -120,9 +123,25 @@ def test_concurrent_runners_escalate_each_node_once(db: Database, clock: ManualC
 
 
 def test_escalating_needs_an_operator(db: Database) -> None:
-    import pytest
-
-    from gpufleet.services.errors import Forbidden
-
     with pytest.raises(Forbidden):
         escalate_overdue(db, VIEWER)
+
+
+def test_cli_stuck_and_escalate(db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI reads the system clock; nodes that entered their state years ago are overdue whenever this runs.
+    clock.set(datetime(2020, 1, 1, tzinfo=UTC))
+    seed(db, {"Q1": "quarantined", "D1": "draining", "S1": "in_service"})
+    cli = Cli.on(db, monkeypatch)
+    stuck = cli.json("nodes", "stuck")
+    assert sorted(n["serial"] for n in stuck) == ["D1", "Q1"]
+    assert all(n["escalated_at"] is None and n["overdue_seconds"] > 0 for n in stuck)
+    assert cli.json("nodes", "escalate", "--dry-run")["escalated"] == 2
+    assert escalations(db) == 0
+    report = cli.json("nodes", "escalate")
+    assert report["escalated"] == 2 and {n["serial"] for n in report["nodes"]} == {"Q1", "D1"}
+    again = cli("nodes", "escalate")
+    assert again.exit_code == 0 and "escalated 0 node(s); 2 already escalated" in again.stdout
+    assert escalations(db) == 2
+    assert all(n["escalated_at"] for n in cli.json("nodes", "stuck"))
+    table = cli("nodes", "stuck", "--cluster", "east-frontier")
+    assert table.exit_code == 0 and "host-q1" in table.stdout and "2 node(s) past" in table.stdout
