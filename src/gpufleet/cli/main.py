@@ -14,6 +14,8 @@ app = typer.Typer(
     name="gpufleet",
     cls=GuardedGroup,
     help="The control plane for a GPU fleet's hardware lifecycle.",
+    epilog="Exit codes: 0 done; 1 refused or failed (not found, invalid transition, conflict, rows not applied); "
+    "2 bad input or usage.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -117,8 +117,8 @@ def cell(value: Any) -> Text:
     return Text(str(value))
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    out = Table(title=title, title_justify="left", header_style="bold")
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], show_header: bool = True) -> Table:
+    out = Table(title=title, title_justify="left", header_style="bold", show_header=show_header)
     for name in columns:
         out.add_column(name, overflow="fold")
     for row in rows:

@@ -56,6 +56,7 @@ def demo(ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = 
             "gpufleet demo",
             ("", ""),
             [("API docs", f"http://{address}:{port}/docs"), ("admin token", token.secret), ("database", db.url)],
+            show_header=False,
         )
     )
     typer.echo(f"Use the token as: Authorization: Bearer {token.secret}")
