@@ -116,10 +116,15 @@ async def _on_invalid_transition(request: Request, exc: Exception) -> JSONRespon
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"field": _field_of(tuple(e.get("loc", ()))), "in": (e.get("loc") or ("body",))[0], "message": e.get("msg")}
-        for e in exc.errors()
-    ]
+    errors = []
+    for e in exc.errors():
+        loc = tuple(e.get("loc", ()))
+        if e.get("type") == "json_invalid":
+            reason = (e.get("ctx") or {}).get("error", "invalid JSON")
+            message = f"malformed JSON at character {loc[-1]}: {reason}"
+            errors.append({"field": "body", "in": "body", "message": message})
+        else:
+            errors.append({"field": _field_of(loc), "in": loc[0] if loc else "body", "message": e.get("msg")})
     first = errors[0] if errors else {"field": "body", "message": "invalid request"}
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return problem_response(
