@@ -70,3 +70,13 @@ def test_openapi_and_docs(api: Api) -> None:
         assert path in paths
     assert "bearer" in str(spec["components"]["securitySchemes"]).lower()
     assert api.client.get("/docs").status_code == 200
+
+
+def test_create_app_opens_the_database_named_by_the_environment(
+    db: Database, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUFLEET_DATABASE_URL", db_url)
+    app = create_app()
+    with TestClient(app) as client:
+        assert client.get("/healthz").json()["status"] == "ok"
+        assert app.state.db.dialect == db.dialect

@@ -1,1 +1,1 @@
-"""routes"""
+"""One module per API resource; each exposes ``router``."""
