@@ -248,3 +248,80 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(200))
     revoked_at: Mapped[datetime | None]
+
+
+class ClusterValidationPolicy(Base):
+    """A cluster's validation policy; a cluster without a row uses the defaults in the domain."""
+
+    __tablename__ = "validation_policies"
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id"), primary_key=True)
+    fast_track_days: Mapped[int]
+    fast_track_suite: Mapped[str] = mapped_column(String(40))
+    fast_track_passes: Mapped[int]
+    slow_path_suite: Mapped[str] = mapped_column(String(40))
+    slow_path_passes: Mapped[int]
+    canary_suite: Mapped[str] = mapped_column(String(40))
+    config_version: Mapped[str | None] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(default=1)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class ValidationAttempt(Base):
+    """One validation attempt of a node: its path and suite, and a summary kept current as its passes arrive."""
+
+    __tablename__ = "validation_attempts"
+    __table_args__ = (
+        UniqueConstraint("node_id", "attempt"),
+        Index("ix_validation_attempts_status_path", "status", "path"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    attempt: Mapped[int]
+    # Not a foreign key, like node_events.cluster_id: history outlives clusters.
+    cluster_id: Mapped[int]
+    path: Mapped[str] = mapped_column(String(20))  # fast_track | slow_path | canary
+    suite: Mapped[str] = mapped_column(String(40))
+    passes_required: Mapped[int]
+    config_version: Mapped[str | None] = mapped_column(String(100))
+    gpus: Mapped[int]  # GPUs in the node when it ran, for GPU-hours
+    status: Mapped[str] = mapped_column(String(20))  # in_progress | passed | failed
+    passes_recorded: Mapped[int]
+    first_failed_pass: Mapped[int | None]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class ValidationResult(Base):
+    """One pass of an attempt, as the driver reported it. Append-only."""
+
+    __tablename__ = "validation_results"
+    __table_args__ = (UniqueConstraint("attempt_id", "pass_number"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("validation_attempts.id"))
+    pass_number: Mapped[int]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    seconds: Mapped[float]
+    result: Mapped[str] = mapped_column(String(10))  # pass | fail, after the SKU's criteria
+    reported_result: Mapped[str] = mapped_column(String(10))
+    checks: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    failures: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(255))
+
+
+class NodeBan(Base):
+    """A node taken out of a cluster for failing in service: the fact re-ban rates count."""
+
+    __tablename__ = "node_bans"
+    __table_args__ = (Index("ix_node_bans_node_at", "node_id", "at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    cluster_id: Mapped[int]
+    at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(200))
+    correlation_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
