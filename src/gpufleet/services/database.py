@@ -10,7 +10,7 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from gpufleet.adapters.db import migrate
-from gpufleet.adapters.db.engine import database_url, make_engine
+from gpufleet.adapters.db.engine import READ_ONLY, database_url, make_engine
 from gpufleet.services.clock import Clock, SystemClock
 
 
@@ -38,7 +38,9 @@ class Database:
 
     @contextmanager
     def reader(self) -> Iterator[Session]:
+        """A read-only session: on SQLite it does not take the write lock, so reads run beside a long import."""
         with self._sessions() as session:
+            session.connection(execution_options={READ_ONLY: True})
             try:
                 yield session
             finally:

@@ -192,12 +192,16 @@ def _base_query() -> Select[Any]:
 def _apply_filter(query: Select[Any], flt: NodeFilter, actor: Actor, now: datetime) -> Select[Any]:
     if flt.states:
         query = query.where(Node.state.in_(flt.states))
+    # Filter on the foreign keys through scalar subqueries rather than on the joined names, so the planner can walk
+    # the (cluster_id, state, id) index in order instead of joining first.
     if flt.cluster:
-        query = query.where(Cluster.name == flt.cluster)
+        query = query.where(Node.cluster_id == select(Cluster.id).where(Cluster.name == flt.cluster).scalar_subquery())
     if flt.supplier:
-        query = query.where(Supplier.name == flt.supplier)
+        query = query.where(
+            Node.supplier_id == select(Supplier.id).where(Supplier.name == flt.supplier).scalar_subquery()
+        )
     if flt.sku:
-        query = query.where(Sku.name == flt.sku)
+        query = query.where(Node.sku_id == select(Sku.id).where(Sku.name == flt.sku).scalar_subquery())
     if flt.rack:
         query = query.where(Rack.name == flt.rack)
     if flt.nvlink_domain:

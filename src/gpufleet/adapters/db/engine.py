@@ -31,9 +31,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(conn: Any) -> None:
-    # Take the write lock at BEGIN so a read-then-write transaction can't deadlock against another writer.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+READ_ONLY = "gpufleet_read_only"
+"""Execution option marking a read-only transaction, which on SQLite must not take the write lock."""
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Writers take the write lock at BEGIN so a read-then-write transaction can't deadlock against another writer;
+    # readers begin deferred and read the last committed snapshot beside a running writer (WAL).
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
@@ -48,7 +53,7 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # Let SQLAlchemy own transaction boundaries so BEGIN IMMEDIATE is the one that runs.
         event.listen(engine, "connect", lambda conn, _rec: setattr(conn, "isolation_level", None))
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
     options.update(kwargs)
