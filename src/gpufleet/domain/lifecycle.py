@@ -148,6 +148,12 @@ def no_active_allocation(ctx: TransitionContext) -> str | None:
     return None
 
 
+def validation_passed(ctx: TransitionContext) -> str | None:
+    if not ctx.validation_passed and not ctx.forced:
+        return "the node has no passing validation attempt since it entered validating; record one first"
+    return None
+
+
 @dataclass(frozen=True)
 class Transition:
     source: NodeState
@@ -164,7 +170,13 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.PROVISIONING, "provisioned", S.VALIDATING, "an imaged node must prove itself before service"),
     Transition(S.PROVISIONING, "provision_failed", S.PROVISION_FAILED, "provisioning may fail"),
     Transition(S.PROVISION_FAILED, "retry", S.PROVISIONING, "a failed provisioning may be retried"),
-    Transition(S.VALIDATING, "admit", S.IN_SERVICE, "a node that passed validation takes customer work"),
+    Transition(
+        S.VALIDATING,
+        "admit",
+        S.IN_SERVICE,
+        "a node that passed validation takes customer work",
+        (validation_passed,),
+    ),
     Transition(S.VALIDATING, "fail_validation", S.DIAGNOSING, "a failed validation pass sends the node to diagnosis"),
     # Faults.
     Transition(S.IN_SERVICE, "quarantine", S.QUARANTINED, "a suspected fault stops new work landing"),
@@ -238,6 +250,11 @@ def unguarded_targets(event: str) -> dict[NodeState, NodeState]:
 
 def has_guards(event: str) -> bool:
     return any(t.guards for t in TRANSITIONS if t.event == event)
+
+
+def uses_guard(event: str, guard: Guard) -> bool:
+    """Whether any transition on ``event`` checks ``guard``, so services gather only the facts it needs."""
+    return any(guard in t.guards for t in TRANSITIONS if t.event == event)
 
 
 def allowed_events(state: NodeState) -> list[str]:

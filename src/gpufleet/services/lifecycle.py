@@ -12,11 +12,20 @@ from sqlalchemy import Table, bindparam, case, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.models import Node, NodeEvent, UTCDateTime
-from gpufleet.domain.lifecycle import NodeState, TransitionContext, has_guards, next_state, unguarded_targets
+from gpufleet.domain.lifecycle import (
+    NodeState,
+    TransitionContext,
+    has_guards,
+    next_state,
+    unguarded_targets,
+    uses_guard,
+    validation_passed,
+)
 from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database
 from gpufleet.services.errors import Forbidden, InvalidInput, NotFound, VersionConflict
 from gpufleet.services.node_refs import has_active_allocation, resolve_node_id
+from gpufleet.services.validation_gate import passed_validation
 
 MAX_REASON = 2000
 CHASSIS_ID = re.compile(r"^ch-[0-9a-f]{16}$")
@@ -164,7 +173,9 @@ def _checked_transition(
     force: bool,
     data: dict[str, Any] | None,
 ) -> TransitionResult:
-    row = session.execute(select(Node.state, Node.version, Node.cluster_id).where(Node.id == node_id)).one_or_none()
+    row = session.execute(
+        select(Node.state, Node.version, Node.cluster_id, Node.state_since).where(Node.id == node_id)
+    ).one_or_none()
     if row is None:
         raise NotFound(f"no node with chassis id '{node_id}'")
     if expected_version is not None and row.version != expected_version:
@@ -172,6 +183,8 @@ def _checked_transition(
     current = NodeState(row.state)
     ctx = TransitionContext(
         has_active_allocation=has_guards(event) and has_active_allocation(session, node_id, now),
+        validation_passed=uses_guard(event, validation_passed)
+        and passed_validation(session, node_id, row.cluster_id, row.state_since),
         forced=force,
     )
     target = next_state(current, event, ctx)

@@ -1,0 +1,80 @@
+"""Validation result files: JSONL (one record a line) or a JSON array, read into records that remember their line."""
+
+from __future__ import annotations
+
+import json
+
+from gpufleet.adapters.formats.inventory import ParseProblem, RawRow
+
+FORMATS = ("jsonl", "json")
+
+
+def detect_format(text: str) -> str:
+    """A body that starts with '[' is a JSON array; anything else is read as JSONL."""
+    return "json" if text.lstrip().startswith("[") else "jsonl"
+
+
+def parse_results(text: str, fmt: str | None = None) -> tuple[list[RawRow], list[ParseProblem]]:
+    """Records and the lines that could not be read at all. Blank lines are skipped; line numbers are the file's."""
+    fmt = fmt or detect_format(text)
+    if fmt == "jsonl":
+        return _jsonl(text)
+    if fmt == "json":
+        return _array(text)
+    raise ValueError(f"unknown result format '{fmt}'; expected one of {', '.join(FORMATS)}")
+
+
+def _jsonl(text: str) -> tuple[list[RawRow], list[ParseProblem]]:
+    rows: list[RawRow] = []
+    problems: list[ParseProblem] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            problems.append(ParseProblem(number, f"not valid JSON: {exc.msg} at column {exc.colno}"))
+            continue
+        if not isinstance(value, dict):
+            problems.append(ParseProblem(number, "each line must be a JSON object"))
+            continue
+        rows.append(RawRow(number, value))
+    return rows, problems
+
+
+def _item_lines(text: str) -> list[int]:
+    """The line on which each element of a top-level JSON array starts, so errors point into the file."""
+    decoder = json.JSONDecoder()
+    pos = text.find("[") + 1
+    lines: list[int] = []
+    line = text.count("\n", 0, pos) + 1
+    last = pos
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] == "]":
+            return lines
+        line += text.count("\n", last, pos)
+        lines.append(line)
+        _, end = decoder.raw_decode(text, pos)
+        line += text.count("\n", pos, end)
+        last = pos = end
+
+
+def _array(text: str) -> tuple[list[RawRow], list[ParseProblem]]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return [], [ParseProblem(exc.lineno, f"not valid JSON: {exc.msg} at column {exc.colno}")]
+    if not isinstance(value, list):
+        return [], [ParseProblem(1, "a JSON body must be an array of result objects")]
+    lines = _item_lines(text)
+    rows: list[RawRow] = []
+    problems: list[ParseProblem] = []
+    for number, item in enumerate(value, start=1):
+        line = lines[number - 1] if len(lines) == len(value) else number
+        if not isinstance(item, dict):
+            problems.append(ParseProblem(line, f"item {number} is not an object"))
+            continue
+        rows.append(RawRow(line, item))
+    return rows, problems
