@@ -1,0 +1,409 @@
+"""The discrete-event engine: simulated time, the event queue, and one database transaction per simulated step.
+
+Simulated time is a float of seconds since the scenario's start; the services read it as an aware datetime from a
+``ManualClock`` that the engine moves before each event, so recorded events carry simulated times. Events sit in a
+``heapq`` ordered by time and then by insertion, which with seeded random streams makes a run repeatable.
+
+Node state lives in the database: every change goes through ``services.lifecycle.apply_transition`` and writes its
+event. The engine only keeps what it needs to act fast (the state each transition returned, the failure clock of each
+node) and commits once per step (``policies.step_minutes``), like one pass of a controller, instead of once per event.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from gpufleet.adapters.drivers.base import ClusterDriver
+from gpufleet.adapters.drivers.simulated import SimNode, SimulatedDriver, SimulatedWorld, Workload
+from gpufleet.services.clock import Clock, ManualClock, SystemClock
+from gpufleet.services.context import Actor, Role
+from gpufleet.services.database import Database, open_database
+from gpufleet.services.drivers import ClusterTarget, DriverRegistry
+from gpufleet.services.sim_history import availability, node_count, node_states, state_counts
+from gpufleet.sim import validation
+from gpufleet.sim.failures import DAY, FailureClass, FailureModel
+from gpufleet.sim.fleet import PlannedNode, load_nodes, load_reference, plan_delivery, plan_nodes
+from gpufleet.sim.metrics import Metrics
+from gpufleet.sim.operator import Case, Operator
+from gpufleet.sim.scenario import Scenario
+
+DEFAULT_URL = "sqlite://"
+"""An in-memory database: a simulation leaves nothing behind unless asked to."""
+
+Progress = Callable[[float, float, int], None]
+"""Called with (simulated days done, days in total, events processed)."""
+Handler = Callable[["FleetNode", Any], None]
+
+
+class SimulationError(RuntimeError):
+    pass
+
+
+@dataclass(eq=False, slots=True)
+class FleetNode:
+    """The engine's handle on one node: where to reach it, and the state its last transition returned."""
+
+    id: str
+    hostname: str
+    cluster: str
+    supplier: str
+    sku: str
+    gpus: int
+    cls: FailureClass
+    driver: ClusterDriver
+    body: SimNode
+    state: str
+    checkpoint_seconds: float
+    restart_seconds: float
+    gen: int = 0
+    case: Case | None = None
+    last_slow_admit: float | None = None
+
+
+class UnitOfWork:
+    """One open transaction at a time, committed at the end of each simulated step."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._context: AbstractContextManager[Session] | None = None
+        self._session: Session | None = None
+        self.commits = 0
+
+    def session(self) -> Session:
+        if self._session is None:
+            self._context = self.db.transaction()
+            self._session = self._context.__enter__()
+        return self._session
+
+    def commit(self) -> None:
+        if self._context is not None:
+            context, self._context, self._session = self._context, None, None
+            context.__exit__(None, None, None)
+            self.commits += 1
+
+    def rollback(self, exc: BaseException) -> None:
+        if self._context is not None:
+            context, self._context, self._session = self._context, None, None
+            context.__exit__(type(exc), exc, exc.__traceback__)
+
+
+class Simulation:
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int | None = None,
+        days: float | None = None,
+        db: Database | None = None,
+        database_url: str | None = None,
+        progress: Progress | None = None,
+        live: bool = False,
+    ) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.days = scenario.duration_days if days is None else days
+        if self.days <= 0:
+            raise SimulationError("the number of days to simulate must be positive")
+        self.duration = self.days * DAY
+        self.live = live
+        self.speed = 1.0
+        self.progress = progress
+        self.clock = ManualClock(scenario.start)
+        self.record_clock: Clock = SystemClock() if live else self.clock
+        self._db_given = db
+        self._url = database_url
+        self.db: Database = db  # type: ignore[assignment]  # set in prepare()
+        self.t = 0.0
+        self.events = 0
+        self._heap: list[tuple[float, int, Handler, FleetNode | None, Any]] = []
+        self._seq = 0
+        repair = scenario.failures.repair
+        self.world = SimulatedWorld(
+            self.clock,
+            seed=self.seed,
+            boot_minutes=(repair.boot_minutes.median, repair.boot_minutes.p90),
+            reboot_no_return=repair.reboot_no_return,
+            detect_per_pass=scenario.failures.detect_per_pass,
+            auto_register=False,
+        )
+        self.registry = DriverRegistry(self.clock)
+        self.registry.register("simulated", lambda target, _clock: SimulatedDriver(self.world, target.name))
+        self.model = FailureModel(scenario, self.seed)
+        self.metrics = Metrics(self.model.calibration)
+        self.operator = Operator(self)
+        self.nodes: list[FleetNode] = []
+        self.state_nodes: Counter[str] = Counter()
+        self.in_service_gpus = 0
+        self.actor = Actor(name="sim:fleet-import", role=Role.OPERATOR, correlation_id=f"sim-{self.seed}-import")
+        self._next_cluster_index: dict[str, int] = {}
+        self._wall_start = 0.0
+        self._next_day = DAY
+        self._step = 60.0 * scenario.policies.step_minutes
+        self._next_step = self._step
+        self.uow: UnitOfWork
+
+    # -- time ----------------------------------------------------------------------------------------------
+
+    def at(self, t: float) -> datetime:
+        return self.scenario.start + timedelta(seconds=t)
+
+    def record_now(self) -> datetime:
+        """The time written into events: simulated time, or wall time for a live demo beside a real API."""
+        return self.record_clock.now()
+
+    def to_record_time(self, when: datetime) -> datetime:
+        """A simulated instant (e.g. a validation pass's end) as the time to write into history."""
+        if self.record_clock is self.clock:
+            return when
+        return self.record_clock.now() + (when - self.clock.now()) / self.speed
+
+    def schedule(self, delay: float, fn: Handler, node: FleetNode | None, arg: Any = None) -> None:
+        heapq.heappush(self._heap, (self.t + max(delay, 0.0), self._seq, fn, node, arg))
+        self._seq += 1
+
+    def schedule_at_time(self, when: datetime | None, fn: Handler, node: FleetNode | None) -> None:
+        delay = 0.0 if when is None else (when - self.clock.now()).total_seconds()
+        self.schedule(delay, fn, node)
+
+    # -- setup ---------------------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        self._wall_start = time.perf_counter()
+        if self._db_given is None:
+            url = self._url or DEFAULT_URL
+            self.db = open_database(url, self.record_clock)
+        else:
+            self.db = self._db_given
+            self.db.clock = self.record_clock
+        self.db.upgrade()
+        self.uow = UnitOfWork(self.db)
+        planned = plan_nodes(self.scenario)
+        if not self.live:
+            existing = node_count(self.db)
+            if existing:
+                raise SimulationError(
+                    f"the database at {self.db.url} already holds {existing} node(s); a simulation needs an empty "
+                    "database (leave --database-url out to use one in memory)"
+                )
+        self._report("building the fleet", 0, 1)
+        load_reference(self.db, self.scenario, self.actor)
+        validation.apply_policies(self.db, self.scenario, self.actor)
+        stored = node_states(self.db, [p.id for p in planned]) if self.live else {}
+        missing = [p for p in planned if p.id not in stored]
+        load_nodes(self.db, missing, self.actor, "in_service", f"{self.scenario.name}-inventory.jsonl", self._report)
+        for p in planned:
+            self._add_node(p, stored.get(p.id, "in_service"))
+        for node in self.nodes:
+            if node.state == "in_service":
+                self.start_service(node)
+            else:
+                self.operator.adopt(node, node.state)
+        for index, delivery in enumerate(self.scenario.deliveries):
+            if delivery.day * DAY < self.duration:
+                self.schedule(delivery.day * DAY, self._deliver, None, index)
+        self.uow.commit()
+
+    def _report(self, what: str, done: int, total: int) -> None:
+        if self.progress is not None and what:
+            self.progress(0.0, self.days, 0)
+
+    def _add_node(self, p: PlannedNode, state: str) -> FleetNode:
+        cluster = next(c for c in self.scenario.fleet.clusters if c.name == p.cluster)
+        wl = cluster.workload
+        workload = Workload(wl.utilization, wl.job_hours, wl.job_nodes, wl.teardown_minutes)
+        body = self.world.add_node(p.cluster, p.hostname, p.gpus, workload)
+        driver = self.registry.create(ClusterTarget(p.cluster, cluster.kind))
+        node = FleetNode(
+            p.id,
+            p.hostname,
+            p.cluster,
+            p.supplier,
+            p.sku,
+            p.gpus,
+            self.model.node_class(p.supplier, p.sku),
+            driver,
+            body,
+            state,
+            60.0 * wl.checkpoint_minutes,
+            60.0 * wl.restart_minutes,
+        )
+        self.nodes.append(node)
+        self.state_nodes[state] += 1
+        if state == "in_service":
+            self.in_service_gpus += p.gpus
+        index = int(p.serial.rsplit("-", 1)[1]) + 1
+        self._next_cluster_index[p.cluster] = max(self._next_cluster_index.get(p.cluster, 0), index)
+        return node
+
+    def _deliver(self, _: FleetNode | None, index: int) -> None:
+        delivery = self.scenario.deliveries[index]
+        first = self._next_cluster_index.get(delivery.cluster, 0)
+        planned = plan_delivery(self.scenario, delivery.cluster, delivery.sku, delivery.count, first)
+        self.uow.commit()  # the import runs its own transaction
+        source = f"{self.scenario.name}-delivery-{index + 1}.jsonl"
+        stored = node_states(self.db, [p.id for p in planned])
+        load_nodes(self.db, [p for p in planned if p.id not in stored], self.actor, None, source)
+        self.metrics.delivered_nodes += len(planned)
+        for p in planned:
+            node = self._add_node(p, stored.get(p.id, "received"))
+            if node.state == "received":
+                self.operator.bring_up(node)
+            else:
+                self.operator.adopt(node, node.state)
+
+    # -- what the operator calls back ----------------------------------------------------------------------
+
+    def note_state(self, node: FleetNode, state: str) -> None:
+        self.on_transition(node, node.state, state, None)
+
+    def on_transition(self, node: FleetNode, from_state: str, to_state: str, event: str | None) -> None:
+        if event is not None:
+            self.metrics.transition(event)
+        self.state_nodes[from_state] -= 1
+        self.state_nodes[to_state] += 1
+        if from_state == "in_service":
+            self.in_service_gpus -= node.gpus
+        if to_state == "in_service":
+            self.in_service_gpus += node.gpus
+        node.state = to_state
+
+    def start_service(self, node: FleetNode, after_hardware: bool = False) -> None:
+        """Wind the node's failure clock; after a hardware repair also decide whether it will be banned again."""
+        node.gen += 1
+        gen = node.gen
+        wait = self.model.seconds_to_failure(node.cls)
+        if wait < math.inf:
+            self.schedule(wait, self._failure_due, node, (gen, False))
+        if not after_hardware:
+            return
+        self.metrics.admitted_after_hardware(node.supplier, node.sku)
+        node.last_slow_admit = self.t
+        reban = self.model.escaped_defect_seconds() if node.body.defect else self.model.reban_after_seconds(node.cls)
+        if reban is not None:
+            self.schedule(reban, self._failure_due, node, (gen, True))
+
+    def _failure_due(self, node: FleetNode | None, arg: tuple[int, bool]) -> None:
+        assert node is not None
+        gen, reban = arg
+        if node.gen != gen or node.state != "in_service" or node.case is not None:
+            return  # the clock of an earlier stint in service
+        node.gen += 1
+        component = self.model.draw_component(node.cls, hardware_only=reban)
+        now = self.clock.now()
+        fault = self.model.make_fault(component, now)
+        job = self.world.inject_fault(node.body, fault)
+        lost = None
+        if job is not None:
+            since_checkpoint = (now - job.start).total_seconds() % node.checkpoint_seconds
+            lost = job.nodes * node.gpus * (since_checkpoint + node.restart_seconds) / 3600.0
+        window = self.scenario.failures.reban_window_days * DAY
+        if component.kind == "hardware" and node.last_slow_admit is not None:
+            if self.t - node.last_slow_admit <= window:
+                self.metrics.rebanned(node.supplier, node.sku)
+            node.last_slow_admit = None
+        self.metrics.interruption(component, node.cluster, node.supplier, reban, lost)
+        self.operator.on_failure(node, component, fault)
+
+    # -- running -------------------------------------------------------------------------------------------
+
+    def advance_to(self, t_end: float) -> None:
+        """Process every event due up to ``t_end`` (seconds since the start)."""
+        heap = self._heap
+        clock = self.clock
+        start = self.scenario.start
+        try:
+            while heap and heap[0][0] <= t_end:
+                t, _, fn, node, arg = heapq.heappop(heap)
+                if t >= self._next_step:
+                    self._end_step(t)
+                self.t = t
+                clock.set(start + timedelta(seconds=t))
+                fn(node, arg)  # type: ignore[arg-type]
+                self.events += 1
+            if t_end > self.t:
+                self.t = t_end
+                clock.set(start + timedelta(seconds=t_end))
+            self._close_days(self.t)
+            self.uow.commit()
+        except BaseException as exc:
+            self.uow.rollback(exc)
+            raise
+
+    def _end_step(self, t: float) -> None:
+        self.uow.commit()
+        self._close_days(t)
+        self._next_step = (math.floor(t / self._step) + 1) * self._step
+        if self.progress is not None:
+            self.progress(min(t, self.duration) / DAY, self.days, self.events)
+
+    def _close_days(self, t: float) -> None:
+        while t >= self._next_day and self._next_day <= self.duration + 1e-6:
+            self.metrics.close_day(self.in_service_gpus, {k: v for k, v in self.state_nodes.items() if v})
+            self._next_day += DAY
+
+    def run(self) -> dict[str, Any]:
+        self.prepare()
+        self.advance_to(self.duration)
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        self.uow.commit()
+        end = self.at(self.duration)
+        ids = [n.id for n in self.nodes]
+        avail = availability(self.db, self.scenario.start, end, ids)
+        stored = state_counts(self.db, ids)
+        wall = time.perf_counter() - self._wall_start
+        believed = {k: v for k, v in self.state_nodes.items() if v}
+        if stored != believed:
+            raise SimulationError(f"the simulator's view {believed} differs from the database {stored}")
+        body = self.metrics.results()
+        head = {
+            "scenario": self.scenario.name,
+            "seed": self.seed,
+            "interruptions": body.pop("interruptions"),
+            "interruptions_total": body.pop("interruptions_total"),
+            "hardware_share": body.pop("hardware_share"),
+            "availability": round(avail.ratio, 5),
+            "simulated_days": self.days,
+            "nodes": len(self.nodes),
+            "gpus": sum(n.gpus for n in self.nodes),
+            "events_processed": self.events,
+            "wall_seconds": round(wall, 3),
+            "events_per_second": round(self.events / wall, 1) if wall > 0 else 0.0,
+            "database": self.db.dialect,
+            "transactions": self.uow.commits,
+            "availability_by_cluster": {
+                name: round(a / b, 5) if b else 0.0 for name, (a, b) in sorted(avail.by_cluster.items())
+            },
+            "nodes_by_state": dict(sorted(stored.items())),
+        }
+        return {**head, **body}
+
+    def close(self) -> None:
+        if self._db_given is None and getattr(self, "db", None) is not None:
+            self.db.dispose()
+
+
+def simulate(
+    scenario: Scenario,
+    seed: int | None = None,
+    days: float | None = None,
+    database_url: str | None = None,
+    db: Database | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run a scenario to its end and return its figures."""
+    sim = Simulation(scenario, seed=seed, days=days, db=db, database_url=database_url, progress=progress)
+    try:
+        return sim.run()
+    finally:
+        sim.close()
