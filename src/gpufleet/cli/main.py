@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from gpufleet.cli import db, imports, lifecycle, nodes, serve, summary, tokens
+from gpufleet.cli import db, imports, lifecycle, nodes, serve, summary, tokens, validation
 from gpufleet.cli.output import GuardedGroup
 from gpufleet.cli.state import CliState
 
@@ -44,6 +44,7 @@ app.add_typer(imports.app, name="import")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(lifecycle.app, name="lifecycle")
+app.add_typer(validation.app, name="validation")
 app.command("summary")(summary.summary)
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)
