@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from gpufleet.adapters.db.models import Cluster, Node, NodeEvent, Sku
+from gpufleet.adapters.db.models import Cluster, Node, NodeEvent, NvlinkDomain, Sku, Supplier, Tenant
 from gpufleet.domain.lifecycle import NodeState
 from gpufleet.services.database import Database
 
@@ -39,6 +39,59 @@ def node_states(db: Database, ids: Iterable[str]) -> dict[str, str]:
 def node_state(session: Session, node_id: str) -> str | None:
     state = session.execute(select(Node.state).where(Node.id == node_id)).scalar_one_or_none()
     return None if state is None else str(state)
+
+
+@dataclass(frozen=True)
+class StoredNode:
+    id: str
+    serial: str
+    hostname: str
+    cluster: str
+    supplier: str
+    sku: str
+    gpus: int
+    state: str
+
+
+def cluster_nodes(db: Database, clusters: Iterable[str]) -> list[StoredNode]:
+    """Every node of the named clusters, so a live simulation can take over nodes it did not create."""
+    names = list(clusters)
+    with db.reader() as session:
+        rows = session.execute(
+            select(
+                Node.id,
+                Node.serial,
+                Node.hostname,
+                Cluster.name,
+                Supplier.name,
+                Sku.name,
+                Sku.gpus_per_node,
+                Node.state,
+            )
+            .join(Cluster, Cluster.id == Node.cluster_id)
+            .join(Supplier, Supplier.id == Node.supplier_id)
+            .join(Sku, Sku.id == Node.sku_id)
+            .where(Cluster.name.in_(names))
+            .order_by(Node.id)
+        )
+        return [StoredNode(*row) for row in rows]
+
+
+def reference_names(db: Database) -> dict[str, set[str]]:
+    """Names already defined per reference section, so a live simulation adds only what is missing."""
+    with db.reader() as session:
+        return {
+            "suppliers": set(session.execute(select(Supplier.name)).scalars()),
+            "skus": set(session.execute(select(Sku.name)).scalars()),
+            "clusters": set(session.execute(select(Cluster.name)).scalars()),
+            "tenants": set(session.execute(select(Tenant.name)).scalars()),
+            "nvlink_domains": {
+                f"{c}/{n}"
+                for c, n in session.execute(
+                    select(Cluster.name, NvlinkDomain.name).join(Cluster, Cluster.id == NvlinkDomain.cluster_id)
+                )
+            },
+        }
 
 
 @dataclass

@@ -25,11 +25,11 @@ from sqlalchemy.orm import Session
 
 from gpufleet.adapters.drivers.base import ClusterDriver
 from gpufleet.adapters.drivers.simulated import SimNode, SimulatedDriver, SimulatedWorld, Workload
-from gpufleet.services.clock import Clock, ManualClock, SystemClock
+from gpufleet.services.clock import Clock, ManualClock
 from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database, open_database
 from gpufleet.services.drivers import ClusterTarget, DriverRegistry
-from gpufleet.services.sim_history import availability, node_count, node_states, state_counts
+from gpufleet.services.sim_history import availability, cluster_nodes, node_count, node_states, state_counts
 from gpufleet.sim import validation
 from gpufleet.sim.failures import DAY, FailureClass, FailureModel
 from gpufleet.sim.fleet import PlannedNode, load_nodes, load_reference, plan_delivery, plan_nodes
@@ -47,6 +47,22 @@ Handler = Callable[["FleetNode", Any], None]
 
 class SimulationError(RuntimeError):
     pass
+
+
+class ScaledClock:
+    """Wall-clock-like time for a live run: ``speed`` simulated seconds pass per recorded second.
+
+    A live demo writes into the same database the API reads with the system clock, so what it records must be in
+    the API's time, not in simulated time running ahead: a three-day RMA then shows as three days / ``speed``.
+    """
+
+    def __init__(self, simulated: ManualClock, origin: datetime, speed: float) -> None:
+        self.simulated = simulated
+        self.origin = origin
+        self.speed = speed
+
+    def now(self) -> datetime:
+        return self.origin + (self.simulated.now() - self.origin) / self.speed
 
 
 @dataclass(eq=False, slots=True)
@@ -107,6 +123,7 @@ class Simulation:
         database_url: str | None = None,
         progress: Progress | None = None,
         live: bool = False,
+        speed: float = 3600.0,
     ) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
@@ -115,10 +132,12 @@ class Simulation:
             raise SimulationError("the number of days to simulate must be positive")
         self.duration = self.days * DAY
         self.live = live
-        self.speed = 1.0
+        if live and speed <= 0:
+            raise SimulationError("the speed of a live simulation must be positive")
+        self.speed = speed if live else 1.0
         self.progress = progress
         self.clock = ManualClock(scenario.start)
-        self.record_clock: Clock = SystemClock() if live else self.clock
+        self.record_clock: Clock = ScaledClock(self.clock, scenario.start, self.speed) if live else self.clock
         self._db_given = db
         self._url = database_url
         self.db: Database = db  # type: ignore[assignment]  # set in prepare()
@@ -146,6 +165,8 @@ class Simulation:
         self.actor = Actor(name="sim:fleet-import", role=Role.OPERATOR, correlation_id=f"sim-{self.seed}-import")
         self._next_cluster_index: dict[str, int] = {}
         self._wall_start = 0.0
+        self.setup_seconds = 0.0
+        self.loop_seconds = 0.0
         self._next_day = DAY
         self._step = 60.0 * scenario.policies.step_minutes
         self._next_step = self._step
@@ -195,13 +216,17 @@ class Simulation:
                     "database (leave --database-url out to use one in memory)"
                 )
         self._report("building the fleet", 0, 1)
-        load_reference(self.db, self.scenario, self.actor)
-        validation.apply_policies(self.db, self.scenario, self.actor)
+        began = time.perf_counter()
+        load_reference(self.db, self.scenario, self.actor, only_missing=self.live)
+        if not self.live:
+            validation.apply_policies(self.db, self.scenario, self.actor)
         stored = node_states(self.db, [p.id for p in planned]) if self.live else {}
         missing = [p for p in planned if p.id not in stored]
         load_nodes(self.db, missing, self.actor, "in_service", f"{self.scenario.name}-inventory.jsonl", self._report)
         for p in planned:
             self._add_node(p, stored.get(p.id, "in_service"))
+        if self.live:
+            self._take_over_others({p.id for p in planned})
         for node in self.nodes:
             if node.state == "in_service":
                 self.start_service(node)
@@ -211,12 +236,46 @@ class Simulation:
             if delivery.day * DAY < self.duration:
                 self.schedule(delivery.day * DAY, self._deliver, None, index)
         self.uow.commit()
+        self.setup_seconds = time.perf_counter() - began
+
+    def _take_over_others(self, planned: set[str]) -> None:
+        """A live run also brings to life the nodes already in its clusters (a seeded demo fleet, earlier runs)."""
+        clusters = [c.name for c in self.scenario.fleet.clusters]
+        suppliers = {s.name for s in self.scenario.fleet.suppliers}
+        skus = {s.name for s in self.scenario.fleet.skus}
+        for row in cluster_nodes(self.db, clusters):
+            if row.id in planned or row.supplier not in suppliers or row.sku not in skus:
+                continue
+            p = PlannedNode(
+                row.id, row.serial, row.hostname, row.cluster, row.supplier, row.sku, row.gpus, "", None, None
+            )
+            self._add_node(p, row.state, numbered=False)
+
+    def resync(self) -> None:
+        """Forget every plan and pick each node up again from the state the database holds (after an error)."""
+        self._heap.clear()
+        stored = node_states(self.db, [n.id for n in self.nodes])
+        self.state_nodes.clear()
+        self.in_service_gpus = 0
+        for node in self.nodes:
+            node.case = None
+            node.gen += 1
+            node.state = stored.get(node.id, node.state)
+            self.state_nodes[node.state] += 1
+            if node.state == "in_service":
+                self.in_service_gpus += node.gpus
+        for node in self.nodes:
+            if node.state == "in_service":
+                self.start_service(node)
+            else:
+                self.operator.adopt(node, node.state)
+        self.uow.commit()
 
     def _report(self, what: str, done: int, total: int) -> None:
         if self.progress is not None and what:
             self.progress(0.0, self.days, 0)
 
-    def _add_node(self, p: PlannedNode, state: str) -> FleetNode:
+    def _add_node(self, p: PlannedNode, state: str, numbered: bool = True) -> FleetNode:
         cluster = next(c for c in self.scenario.fleet.clusters if c.name == p.cluster)
         wl = cluster.workload
         workload = Workload(wl.utilization, wl.job_hours, wl.job_nodes, wl.teardown_minutes)
@@ -240,8 +299,9 @@ class Simulation:
         self.state_nodes[state] += 1
         if state == "in_service":
             self.in_service_gpus += p.gpus
-        index = int(p.serial.rsplit("-", 1)[1]) + 1
-        self._next_cluster_index[p.cluster] = max(self._next_cluster_index.get(p.cluster, 0), index)
+        if numbered:
+            index = int(p.serial.rsplit("-", 1)[1]) + 1
+            self._next_cluster_index[p.cluster] = max(self._next_cluster_index.get(p.cluster, 0), index)
         return node
 
     def _deliver(self, _: FleetNode | None, index: int) -> None:
@@ -320,6 +380,7 @@ class Simulation:
         heap = self._heap
         clock = self.clock
         start = self.scenario.start
+        began = time.perf_counter()
         try:
             while heap and heap[0][0] <= t_end:
                 t, _, fn, node, arg = heapq.heappop(heap)
@@ -337,6 +398,8 @@ class Simulation:
         except BaseException as exc:
             self.uow.rollback(exc)
             raise
+        finally:
+            self.loop_seconds += time.perf_counter() - began
 
     def _end_step(self, t: float) -> None:
         self.uow.commit()
@@ -378,7 +441,8 @@ class Simulation:
             "gpus": sum(n.gpus for n in self.nodes),
             "events_processed": self.events,
             "wall_seconds": round(wall, 3),
-            "events_per_second": round(self.events / wall, 1) if wall > 0 else 0.0,
+            "events_per_second": round(self.events / self.loop_seconds, 1) if self.loop_seconds > 0 else 0.0,
+            "setup_seconds": round(self.setup_seconds, 3),
             "database": self.db.dialect,
             "transactions": self.uow.commits,
             "availability_by_cluster": {

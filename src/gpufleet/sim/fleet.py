@@ -15,6 +15,7 @@ from gpufleet.services.context import Actor
 from gpufleet.services.database import Database
 from gpufleet.services.inventory import ImportReport, chassis_id, import_nodes
 from gpufleet.services.reference import FleetDocument, import_fleet
+from gpufleet.services.sim_history import reference_names
 from gpufleet.sim.scenario import ClusterSpec, Scenario
 
 Progress = Callable[[str, int, int], None]
@@ -155,8 +156,23 @@ class FleetLoadError(RuntimeError):
     pass
 
 
-def load_reference(db: Database, scenario: Scenario, actor: Actor) -> None:
-    import_fleet(db, fleet_document(scenario), actor)
+def load_reference(db: Database, scenario: Scenario, actor: Actor, only_missing: bool = False) -> None:
+    """Create the scenario's suppliers, SKUs, clusters, NVLink domains and tenants.
+
+    ``only_missing`` leaves what a database already defines untouched (a live demo on a seeded database must not
+    overwrite a cluster's site or attributes with the scenario's sparser view of it).
+    """
+    doc = fleet_document(scenario)
+    if only_missing:
+        have = reference_names(db)
+        doc = FleetDocument(
+            suppliers=[s for s in doc.suppliers if s.name not in have["suppliers"]],
+            skus=[s for s in doc.skus if s.name not in have["skus"]],
+            clusters=[c for c in doc.clusters if c.name not in have["clusters"]],
+            nvlink_domains=[d for d in doc.nvlink_domains if f"{d.cluster}/{d.name}" not in have["nvlink_domains"]],
+            tenants=[t for t in doc.tenants if t.name not in have["tenants"]],
+        )
+    import_fleet(db, doc, actor)
 
 
 def load_nodes(

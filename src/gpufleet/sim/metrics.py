@@ -152,6 +152,7 @@ class Metrics:
                 "interruptions_total": cal.total,
                 "hardware_share": round(cal.hardware_share, 4),
                 "share_by_category": {k: round(v, 4) for k, v in sorted(cal.share_by_category().items())},
+                "counts": {c.name: c.count for c in cal.components},
             },
             "jobs": {"interrupted": self.jobs_interrupted, "gpu_hours_lost": round(self.gpu_hours_lost, 1)},
             "transitions": self.transitions,
