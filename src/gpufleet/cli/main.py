@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from gpufleet.cli import db, imports, lifecycle, nodes, serve, summary, tokens, validation
+from gpufleet.cli import db, imports, lifecycle, nodes, serve, simulate, summary, tokens, validation
 from gpufleet.cli.output import GuardedGroup
 from gpufleet.cli.state import CliState
 
@@ -48,6 +48,7 @@ app.add_typer(validation.app, name="validation")
 app.command("summary")(summary.summary)
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)
+app.command("simulate")(simulate.simulate)
 
 
 def main() -> None:

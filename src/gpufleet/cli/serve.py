@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from gpufleet.cli.output import show, table
+from gpufleet.cli.simulate import start_live_demo
 from gpufleet.cli.state import actor, database, state
 from gpufleet.services.demo_fleet import seed_demo_fleet
 from gpufleet.services.tokens import create_token
@@ -39,8 +40,17 @@ def serve(ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption =
     run_server(ctx, host, port)
 
 
-def demo(ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
-    """Migrate the database, load a demo fleet if it is empty, make an admin token and serve."""
+SpeedOption = Annotated[
+    float,
+    typer.Option("--speed", min=0, help="Simulated seconds per second of the live demo fleet (0: a still fleet)."),
+]
+
+
+def demo(
+    ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = 8000, speed: SpeedOption = 3600.0
+) -> None:
+    """Migrate the database, load a demo fleet if it is empty, make an admin token and serve, with the `demo`
+    scenario running live on the same database (one simulated hour per second by default)."""
     db = database(ctx, migrated=False)
     db.upgrade()
     seeded = seed_demo_fleet(db, actor(ctx))
@@ -60,4 +70,9 @@ def demo(ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = 
         )
     )
     typer.echo(f"Use the token as: Authorization: Bearer {token.secret}")
-    run_server(ctx, host, port)
+    live = start_live_demo(db, speed)
+    try:
+        run_server(ctx, host, port)
+    finally:
+        if live is not None:
+            live.stop()
