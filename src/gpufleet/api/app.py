@@ -30,11 +30,12 @@ from gpufleet.api.routes import (
     summary,
     tokens,
     transitions,
+    validation,
 )
 from gpufleet.services.database import Database, open_database
 
 API_PREFIX = "/api/v1"
-UPLOAD_PATHS = frozenset({f"{API_PREFIX}/imports/nodes"})
+UPLOAD_PATHS = frozenset({f"{API_PREFIX}/imports/nodes", f"{API_PREFIX}{validation.RESULTS_PATH}"})
 
 DESCRIPTION = """
 The source of truth for a GPU fleet and the lifecycle every node moves through.
@@ -84,7 +85,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     # Added innermost first: the correlation id must exist before a 413 is written.
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limit)
     app.add_middleware(CorrelationIdMiddleware)
-    for module in (nodes, transitions, summary, lifecycle, reference, imports, allocations, tokens):
+    for module in (nodes, transitions, summary, lifecycle, reference, imports, allocations, tokens, validation):
         app.include_router(module.router, prefix=API_PREFIX)
     for module in (health, metrics):
         app.include_router(module.router)
