@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -125,14 +126,26 @@ def _print_figures(r: dict[str, Any], stderr: bool) -> None:
         out.print(table("Re-bans after hardware repair or delivery", ("group", "admitted", "re-banned", "rate"), reban))
 
 
-def start_live_demo(db: Database, speed: float, scenario: str = DEMO_SCENARIO) -> LiveSimulation | None:
-    """Bring the demo fleet to life on ``db`` in the background; ``None`` when the speed is 0 (a still fleet)."""
+def start_live_demo(
+    db: Database, speed: float, host: str, port: int, scenario: str = DEMO_SCENARIO
+) -> LiveSimulation | None:
+    """Bring the demo fleet to life on ``db`` once the API listens on ``host:port``; ``None`` at speed 0."""
     if speed <= 0:
         return None
     url = db.engine.url.render_as_string(hide_password=False)
-    live = LiveSimulation(load_scenario(scenario), url, speed=speed, log=_log)
+    live = LiveSimulation(
+        load_scenario(scenario), url, speed=speed, log=_log, start_when=lambda: _listening(host, port)
+    )
     live.start()
     return live
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _log(message: str) -> None:

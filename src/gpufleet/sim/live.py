@@ -31,6 +31,7 @@ class LiveSimulation:
         seed: int | None = None,
         tick_seconds: float = 0.5,
         log: Callable[[str], None] | None = None,
+        start_when: Callable[[], bool] | None = None,
     ) -> None:
         self.scenario = scenario
         self.database_url = database_url
@@ -38,6 +39,8 @@ class LiveSimulation:
         self.seed = seed
         self.tick_seconds = tick_seconds
         self.log = log or (lambda _message: None)
+        self.start_when = start_when
+        """Polled before touching the database (e.g. "the API is listening"); stopping first leaves it untouched."""
         self.errors = 0
         self.simulated_days = 0.0
         self.ready = threading.Event()
@@ -49,7 +52,7 @@ class LiveSimulation:
         self._thread = threading.Thread(target=self._run, name="gpufleet-live-simulation", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -59,6 +62,10 @@ class LiveSimulation:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
+        while self.start_when is not None and not self.start_when():
+            if self._stop.wait(0.2):
+                self.ready.set()
+                return
         origin = datetime.now(UTC)
         scenario = self.scenario.model_copy(update={"start": origin, "duration_days": LIVE_DAYS})
         sim = Simulation(scenario, seed=self.seed, database_url=self.database_url, live=True, speed=self.speed)

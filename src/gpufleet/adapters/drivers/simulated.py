@@ -273,6 +273,7 @@ class SimulatedDriver:
 
     def cordon(self, node: str, reason: str) -> None:
         n = self._node(node)
+        self.world.current_job(n, self.world.clock.now())  # what runs now keeps running
         n.schedulable = False
         n.reason = reason
 
@@ -290,11 +291,11 @@ class SimulatedDriver:
     def drain(self, node: str, reason: str, deadline: datetime) -> DrainStatus:
         n = self._node(node)
         now = self.world.clock.now()
+        job = self.world.current_job(n, now)
         n.schedulable = False
         n.reason = reason
         if n.drain_deadline is None or deadline < n.drain_deadline:
             n.drain_deadline = deadline
-        job = self.world.current_job(n, now)
         if job is None:
             return DrainStatus(node, n.drain_deadline)
         if not self.world.reachable(n):
