@@ -70,7 +70,7 @@ def demo(
         )
     )
     typer.echo(f"Use the token as: Authorization: Bearer {token.secret}")
-    live = start_live_demo(db, speed)
+    live = start_live_demo(db, speed, host, port)
     try:
         run_server(ctx, host, port)
     finally:
