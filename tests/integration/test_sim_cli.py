@@ -13,6 +13,12 @@ from tests.integration.cli_support import RUNNER, one_line_error
 from tests.integration.sim_helpers import SMALL, figures
 
 
+@pytest.fixture(autouse=True)
+def in_memory_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a database named, a simulation runs in memory; make sure the environment names none."""
+    monkeypatch.delenv("GPUFLEET_DATABASE_URL", raising=False)
+
+
 @pytest.fixture
 def scenario(tmp_path: Path) -> Path:
     path = tmp_path / "small.yaml"
