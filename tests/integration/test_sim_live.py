@@ -60,9 +60,10 @@ def test_a_restarted_live_fleet_carries_on_and_leaves_others_work_alone(db: Data
         node_id = session.execute(select(Node.id).where(Node.state == "in_service").limit(1)).scalar_one()
     for event in ("drain", "drained", "start_maintenance"):
         transition(db, node_id, event, "planned firmware work", OPERATOR)
-    run_live(db, 0.5)
+    live = run_live(db, 0.5)
     after, more_moves = counts(db)
     assert after == before  # nothing imported twice
+    assert live.sim is not None and len({n.id for n in live.sim.nodes}) == len(live.sim.nodes) == before
     assert more_moves > moves
     with db.reader() as session:
         assert session.execute(select(Node.state).where(Node.id == node_id)).scalar_one() == "maintenance"

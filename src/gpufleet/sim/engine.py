@@ -160,6 +160,7 @@ class Simulation:
         self.metrics = Metrics(self.model.calibration)
         self.operator = Operator(self)
         self.nodes: list[FleetNode] = []
+        self.by_id: dict[str, FleetNode] = {}
         self.state_nodes: Counter[str] = Counter()
         self.in_service_gpus = 0
         self.actor = Actor(name="sim:fleet-import", role=Role.OPERATOR, correlation_id=f"sim-{self.seed}-import")
@@ -296,6 +297,7 @@ class Simulation:
             60.0 * wl.restart_minutes,
         )
         self.nodes.append(node)
+        self.by_id[node.id] = node
         self.state_nodes[state] += 1
         if state == "in_service":
             self.in_service_gpus += p.gpus
@@ -314,6 +316,8 @@ class Simulation:
         load_nodes(self.db, [p for p in planned if p.id not in stored], self.actor, None, source)
         self.metrics.delivered_nodes += len(planned)
         for p in planned:
+            if p.id in self.by_id:
+                continue  # delivered in an earlier live run and already taken over
             node = self._add_node(p, stored.get(p.id, "received"))
             if node.state == "received":
                 self.operator.bring_up(node)
