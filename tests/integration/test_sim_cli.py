@@ -53,7 +53,8 @@ def test_simulate_prints_figures_and_writes_json_and_html(scenario: Path, tmp_pa
     text = page.read_text()
     assert text.startswith("<!DOCTYPE html>") and "small" in text
     assert not re.search(r"<script[^>]+src=", text), "the report must not load scripts from anywhere"
-    assert "Plotly.newPlot" in text and len(text) > 1_000_000  # plotly.js itself is embedded
+    assert text.count('class="plotly-graph-div"') == 7
+    assert len(text) > 1_000_000  # plotly.js itself is embedded
 
 
 def test_the_same_seed_gives_the_same_json(scenario: Path, tmp_path: Path) -> None:
