@@ -19,8 +19,8 @@ from gpufleet.domain.validation_analytics import (
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def day(n: float) -> datetime:
-    return T0 + timedelta(days=n)
+def day(n: float) -> float:
+    return (T0 + timedelta(days=n)).timestamp()
 
 
 def test_a_ban_within_d_days_of_an_admission_in_the_same_cluster_is_a_reban() -> None:
@@ -49,6 +49,7 @@ def test_rates_per_group_and_month_keys() -> None:
     assert [(r.group, r.admissions, r.rebanned) for r in rates] == [("x", 3, 2), ("y", 1, 0)]
     assert rates[0].rate == pytest.approx(2 / 3)
     assert month_of(datetime(2026, 2, 28, 23, tzinfo=UTC)) == "2026-02"
+    assert month_of(datetime(2026, 2, 28, 23, 59, tzinfo=UTC).timestamp()) == "2026-02"
 
 
 def test_threshold_table_matches_the_hand_computation() -> None:

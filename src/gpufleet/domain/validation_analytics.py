@@ -19,36 +19,39 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class Admission:
+class Admission(NamedTuple):
     node_id: str
     cluster_id: int
-    at: datetime
+    at: float
+    """Seconds since the epoch: histories of a hundred thousand admissions compare faster as numbers."""
 
 
-@dataclass(frozen=True)
-class BanMark:
+class BanMark(NamedTuple):
     node_id: str
     cluster_id: int
-    at: datetime
+    at: float
+    """Seconds since the epoch."""
+
+
+DAY_SECONDS = 86_400.0
 
 
 def rebanned(admissions: Sequence[Admission], bans: Sequence[BanMark], days: int) -> list[bool]:
     """For each admission, whether it was followed by a re-ban (see the module's definition)."""
-    window = timedelta(days=days)
+    window = days * DAY_SECONDS
     bans_by_node: dict[str, list[BanMark]] = {}
     for ban in bans:
         bans_by_node.setdefault(ban.node_id, []).append(ban)
-    ban_times: dict[str, list[datetime]] = {}
+    ban_times: dict[str, list[float]] = {}
     for node_id, items in bans_by_node.items():
         items.sort(key=lambda b: b.at)
         ban_times[node_id] = [b.at for b in items]
-    next_admission: dict[int, datetime] = {}
+    next_admission: dict[int, float] = {}
     by_node: dict[str, list[int]] = {}
     for index, admission in enumerate(admissions):
         if admission.node_id in bans_by_node:
@@ -92,14 +95,18 @@ class RebanRate:
 
 def reban_rates(groups: Sequence[str], flags: Sequence[bool]) -> list[RebanRate]:
     """Admissions and re-bans per group, largest rate first (ties by name)."""
-    admitted: Counter[str] = Counter(groups)
-    banned: Counter[str] = Counter(g for g, flag in zip(groups, flags, strict=True) if flag)
-    rates = [RebanRate(g, admitted[g], banned[g]) for g in admitted]
+    return rates_from_counts(Counter(groups), Counter(g for g, flag in zip(groups, flags, strict=True) if flag))
+
+
+def rates_from_counts(admissions: Mapping[str, int], rebanned: Mapping[str, int]) -> list[RebanRate]:
+    """The same from counts per group, largest rate first (ties by name)."""
+    rates = [RebanRate(g, n, rebanned.get(g, 0)) for g, n in admissions.items()]
     return sorted(rates, key=lambda r: (-r.rate, r.group))
 
 
-def month_of(at: datetime) -> str:
-    return f"{at.year:04d}-{at.month:02d}"
+def month_of(at: datetime | float) -> str:
+    when = at if isinstance(at, datetime) else datetime.fromtimestamp(at, UTC)
+    return f"{when.year:04d}-{when.month:02d}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -147,12 +154,43 @@ def threshold_table(outcomes: Sequence[AttemptOutcome], pass_gpu_hours: Mapping[
     """One row per k = 1..N (N the most passes any attempt required); empty without completed attempts."""
     if not outcomes:
         return []
-    n = max(o.passes_required for o in outcomes)
-    first_failures: Counter[int] = Counter(o.first_failed_pass for o in outcomes if o.first_failed_pass is not None)
-    admitted_at_n = sum(1 for o in outcomes if o.first_failed_pass is None)
-    rebanned_at_n = sum(1 for o in outcomes if o.first_failed_pass is None and o.rebanned)
+    return threshold_from_counts(
+        OutcomeCounts(
+            passes_required=max(o.passes_required for o in outcomes),
+            first_failures=Counter(o.first_failed_pass for o in outcomes if o.first_failed_pass is not None),
+            admitted_at_n=sum(1 for o in outcomes if o.first_failed_pass is None),
+            rebanned_at_n=sum(1 for o in outcomes if o.first_failed_pass is None and o.rebanned),
+        ),
+        pass_gpu_hours,
+    )
+
+
+@dataclass(frozen=True)
+class OutcomeCounts:
+    """Completed full-suite attempts counted the way storage can count them (GROUP BY first failing pass)."""
+
+    passes_required: int
+    """N: the most passes any attempt required."""
+    first_failures: Mapping[int, int]
+    """Pass number j -> attempts whose first failure was at j."""
+    admitted_at_n: int
+    rebanned_at_n: int
+
+    @property
+    def attempts(self) -> int:
+        return self.admitted_at_n + sum(self.first_failures.values())
+
+
+def threshold_from_counts(counts: OutcomeCounts, pass_gpu_hours: Mapping[int, float]) -> list[ThresholdRow]:
+    """The table from counts alone, so a million pass records never need to leave the database."""
+    if not counts.attempts:
+        return []
+    n = counts.passes_required
+    first_failures = counts.first_failures
+    admitted_at_n = counts.admitted_at_n
+    rebanned_at_n = counts.rebanned_at_n
     reban_rate = rebanned_at_n / admitted_at_n if admitted_at_n else 0.0
-    total = len(outcomes)
+    total = counts.attempts
     rows: list[ThresholdRow] = []
     extra = sum(first_failures.values())  # failures after pass 0
     for k in range(1, n + 1):

@@ -1,30 +1,30 @@
 """Re-ban rates and the threshold simulator over the stored validation history.
 
-SQL does the heavy part: attempts carry their outcome (first failing pass, last finish), and GPU-hours per pass
-number come from one GROUP BY over the pass records. Only one row per completed attempt and one per ban reach
-Python, where the domain does the arithmetic.
+SQL does the heavy part: attempts carry their outcome (first failing pass, last finish), so admissions and first
+failures are counted with GROUP BY over attempts, and GPU-hours per pass number with one GROUP BY over the pass
+records. Only the bans and the admissions of banned nodes reach Python, where the domain matches them up.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Double, Row, Select, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.models import Cluster, Node, NodeBan, Sku, Supplier, ValidationAttempt, ValidationResult
 from gpufleet.domain.validation import FULL_PATHS
 from gpufleet.domain.validation_analytics import (
     Admission,
-    AttemptOutcome,
     BanMark,
+    OutcomeCounts,
     RebanRate,
     ThresholdRow,
-    month_of,
-    reban_rates,
+    rates_from_counts,
     rebanned,
-    threshold_table,
+    threshold_from_counts,
 )
 from gpufleet.services.context import SYSTEM, Actor
 from gpufleet.services.database import Database
@@ -34,7 +34,7 @@ GROUPINGS = ("supplier", "sku", "cluster", "month")
 DEFAULT_DAYS = 30
 MAX_DAYS = 3650
 A = ValidationAttempt
-Row = TypeVarTuple("Row")
+Columns = TypeVarTuple("Columns")
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def _check(actor: Actor, days: int) -> None:
         raise InvalidInput(f"the re-ban window is 1 to {MAX_DAYS} days", field="days")
 
 
-def _node_scope(query: Select[*Row], ids: _Ids) -> Select[*Row]:
+def _node_scope(query: Select[*Columns], ids: _Ids) -> Select[*Columns]:
     if ids.supplier is not None:
         query = query.where(Node.supplier_id == ids.supplier)
     if ids.sku is not None:
@@ -87,48 +87,53 @@ def _node_scope(query: Select[*Row], ids: _Ids) -> Select[*Row]:
     return query
 
 
-@dataclass(frozen=True)
-class _Completed:
-    node_id: str
-    cluster_id: int
-    path: str
-    passes_required: int
-    first_failed_pass: int | None
-    passed: bool
-    finished_at: Any
-    supplier_id: int
-    sku_id: int
+def _epoch(session: Session, column: Any) -> Any:
+    """A stored time as seconds since the epoch, computed by the database: a hundred thousand of them reach Python
+    as plain floats instead of parsed datetimes."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.extract("epoch", column), Double)
+    return (func.julianday(column) - 2440587.5) * 86400.0
 
 
-def _completed(session: Session, ids: _Ids) -> list[_Completed]:
-    """Every finished attempt of the nodes in scope (all clusters: a later admission elsewhere ends a window)."""
-    query = select(
-        A.node_id,
-        A.cluster_id,
-        A.path,
-        A.passes_required,
-        A.first_failed_pass,
-        A.status == "passed",
-        A.finished_at,
-        Node.supplier_id,
-        Node.sku_id,
-    ).join(Node, Node.id == A.node_id)
-    query = _node_scope(query.where(A.status != "in_progress"), ids)
-    return [_Completed(*row) for row in session.execute(query)]
+def _month(session: Session, column: Any) -> Any:
+    """'YYYY-MM' of a stored time, in UTC."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM")
+    return func.strftime("%Y-%m", column)
+
+
+def _scoped(query: Select[*Columns], ids: _Ids, by_node: bool, by_cluster: bool = True) -> Select[*Columns]:
+    """Narrow a query over attempts to the scope; joins the node only when its supplier or SKU is needed."""
+    if by_cluster and ids.cluster is not None:
+        query = query.where(A.cluster_id == ids.cluster)
+    if by_node or ids.supplier is not None or ids.sku is not None:
+        query = _node_scope(query.join_from(A, Node, Node.id == A.node_id), ids)
+    return query
 
 
 def _bans(session: Session, ids: _Ids) -> list[BanMark]:
-    query = select(NodeBan.node_id, NodeBan.cluster_id, NodeBan.at)
+    query = select(NodeBan.node_id, NodeBan.cluster_id, _epoch(session, NodeBan.at))
     if ids.supplier is not None or ids.sku is not None:
         query = _node_scope(query.join(Node, Node.id == NodeBan.node_id), ids)
     return [BanMark(*row) for row in session.execute(query)]
 
 
-def _admissions(session: Session, ids: _Ids, days: int) -> tuple[list[_Completed], list[bool]]:
-    """Passing attempts in scope and, for each, whether a re-ban followed it."""
-    passed = [c for c in _completed(session, ids) if c.passed]
-    flags = rebanned([Admission(c.node_id, c.cluster_id, c.finished_at) for c in passed], _bans(session, ids), days)
-    return passed, flags
+def _rebanned_admissions(session: Session, ids: _Ids, days: int, key: Any = None) -> list[Row[Any]]:
+    """The admissions that a re-ban followed, with their cluster, path and ``key``.
+
+    Only nodes that were ever banned can have one, so only their admissions (in every cluster: a later admission
+    elsewhere ends a window) are read; everything else is counted in SQL.
+    """
+    query = select(
+        A.node_id,
+        A.cluster_id,
+        A.path,
+        _epoch(session, A.finished_at).label("finished"),
+        (key if key is not None else literal(None)).label("key"),
+    ).where(A.status == "passed", A.node_id.in_(select(NodeBan.node_id)))
+    rows = session.execute(_scoped(query, ids, by_node=key is not None, by_cluster=False)).all()
+    flags = rebanned([Admission(r.node_id, r.cluster_id, r.finished) for r in rows], _bans(session, ids), days)
+    return [r for r, flag in zip(rows, flags, strict=True) if flag and (ids.cluster in (None, r.cluster_id))]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -173,19 +178,22 @@ def reban_report(
     scope = scope or Scope()
     with db.reader() as session:
         ids = _resolve(session, scope)
-        passed, flags = _admissions(session, ids, days)
-    keys: list[str] = []
-    kept: list[bool] = []
-    for admission, flag in zip(passed, flags, strict=True):
-        if ids.cluster is not None and admission.cluster_id != ids.cluster:
-            continue
-        if by == "month":
-            keys.append(month_of(admission.finished_at))
-        else:
-            raw = {"supplier": admission.supplier_id, "sku": admission.sku_id, "cluster": admission.cluster_id}[by]
-            keys.append(ids.names[by].get(raw, f"#{raw}"))
-        kept.append(flag)
-    rates = reban_rates(keys, kept)
+        key = {
+            "supplier": Node.supplier_id,
+            "sku": Node.sku_id,
+            "cluster": A.cluster_id,
+            "month": _month(session, A.finished_at),
+        }[by]
+        counted = select(key, func.count()).where(A.status == "passed").group_by(key)
+        admissions: dict[Any, int] = dict(
+            session.execute(_scoped(counted, ids, by_node=by in ("supplier", "sku"))).all()
+        )
+        again = Counter(r.key for r in _rebanned_admissions(session, ids, days, key))
+
+    def name(raw: Any) -> str:
+        return str(raw) if by == "month" else ids.names[by].get(raw, f"#{raw}")
+
+    rates = rates_from_counts({name(k): n for k, n in admissions.items()}, {name(k): n for k, n in again.items()})
     if by == "month":
         rates.sort(key=lambda r: r.group)
     return RebanReport(by, days, scope, rates)
@@ -224,11 +232,9 @@ def _pass_gpu_hours(session: Session, ids: _Ids) -> dict[int, float]:
         .where(A.status != "in_progress", A.path.in_(sorted(FULL_PATHS)))
         .group_by(ValidationResult.pass_number)
     )
-    if ids.cluster is not None:
-        query = query.where(A.cluster_id == ids.cluster)
-    if ids.supplier is not None or ids.sku is not None:
-        query = _node_scope(query.join(Node, Node.id == A.node_id), ids)
-    return {number: float(seconds or 0) / 3600 for number, seconds in session.execute(query)}
+    return {
+        number: float(seconds or 0) / 3600 for number, seconds in session.execute(_scoped(query, ids, by_node=False))
+    }
 
 
 def threshold_report(
@@ -237,26 +243,34 @@ def threshold_report(
     """What requiring only k of the N passes would have done, for each k, from completed full-suite attempts."""
     _check(actor, days)
     scope = scope or Scope()
+    full = sorted(p.value for p in FULL_PATHS)
     with db.reader() as session:
         ids = _resolve(session, scope)
-        completed = _completed(session, ids)
-        passed = [c for c in completed if c.passed]
-        flags = rebanned([Admission(c.node_id, c.cluster_id, c.finished_at) for c in passed], _bans(session, ids), days)
+        counted = (
+            select(A.passes_required, A.first_failed_pass, func.count())
+            .where(A.status != "in_progress", A.path.in_(full))
+            .group_by(A.passes_required, A.first_failed_pass)
+        )
+        groups = session.execute(_scoped(counted, ids, by_node=False)).all()
+        again = sum(1 for r in _rebanned_admissions(session, ids, days) if r.path in full)
         hours = _pass_gpu_hours(session, ids)
-    rebanned_ids = {id(c) for c, flag in zip(passed, flags, strict=True) if flag}
-    outcomes = [
-        AttemptOutcome(c.passes_required, c.first_failed_pass, id(c) in rebanned_ids)
-        for c in completed
-        if c.path in FULL_PATHS and (ids.cluster is None or c.cluster_id == ids.cluster)
-    ]
-    rows = threshold_table(outcomes, hours)
+    first_failures: Counter[int] = Counter()
+    for _, first, count in groups:
+        if first is not None:
+            first_failures[first] += count
+    counts = OutcomeCounts(
+        passes_required=max((n for n, _, _ in groups), default=0),
+        first_failures=first_failures,
+        admitted_at_n=sum(count for _, first, count in groups if first is None),
+        rebanned_at_n=again,
+    )
     return ThresholdReport(
         scope=scope,
         days=days,
-        attempts=len(outcomes),
-        passes_required=max((o.passes_required for o in outcomes), default=0),
+        attempts=counts.attempts,
+        passes_required=counts.passes_required,
         validation_gpu_hours=sum(hours.values()),
-        rows=rows,
+        rows=threshold_from_counts(counts, hours),
     )
 
 
