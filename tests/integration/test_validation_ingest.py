@@ -128,6 +128,19 @@ def test_a_reported_pass_under_the_sku_floor_is_recorded_as_a_failure(fleet: Dat
     assert stored.failures and "nccl_allreduce_busbw_gbps" in stored.failures[0]
 
 
+def test_passes_after_a_failure_judged_by_the_criteria_are_skipped_not_refused(fleet: Database) -> None:
+    low = {"nccl_allreduce_busbw_gbps": 420.0, "dcgm_r3": True}
+    records = [record("E1", 1, p, checks=low if p == 1 else {"dcgm_r3": True}, passes_required=3) for p in (1, 2, 3)]
+    report = ingest_records(fleet, records, OPERATOR)
+    assert report.ok and report.applied and (report.added, report.skipped, report.attempts_failed) == (1, 2, 1)
+    assert [n.line for n in report.notes] == [1, 2, 3]
+    again = ingest_records(fleet, records, OPERATOR)
+    assert again.ok and (again.added, again.duplicates, again.skipped) == (0, 1, 2)
+    assert again.summary_line().startswith("no changes")
+    failed = attempt(fleet, "E1", 1)
+    assert (failed.status, failed.first_failed_pass, failed.passes_recorded) == ("failed", 1, 1)
+
+
 def test_only_operators_record_results(fleet: Database) -> None:
     with pytest.raises(Forbidden):
         ingest_results(fleet, jsonl([record("E1", 1, 1)]), "r.jsonl", VIEWER)

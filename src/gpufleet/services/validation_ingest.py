@@ -46,6 +46,8 @@ class IngestReport:
     records: int = 0
     added: int = 0
     duplicates: int = 0
+    skipped: int = 0
+    """Passes a driver ran after a pass the criteria judged a failure: not recorded, not an error."""
     attempts_created: int = 0
     attempts_passed: int = 0
     attempts_failed: int = 0
@@ -64,12 +66,15 @@ class IngestReport:
         if self.errors and not self.applied and not self.dry_run:
             return f"nothing recorded: {len(self.errors)} bad record(s) in {self.source}; fix them or use --partial"
         if not self.added and not self.errors:
-            return f"no changes: all {self.duplicates} record(s) in {self.source} were already recorded"
-        verb = "would record" if self.dry_run else "recorded"
-        text = (
-            f"{verb} {self.added} pass result(s) ({self.attempts_created} new attempt(s), "
-            f"{self.attempts_passed} passed, {self.attempts_failed} failed); {self.duplicates} already recorded"
-        )
+            text = f"no changes: {self.duplicates} record(s) in {self.source} were already recorded"
+        else:
+            verb = "would record" if self.dry_run else "recorded"
+            text = (
+                f"{verb} {self.added} pass result(s) ({self.attempts_created} new attempt(s), "
+                f"{self.attempts_passed} passed, {self.attempts_failed} failed); {self.duplicates} already recorded"
+            )
+        if self.skipped:
+            text += f"; {self.skipped} pass(es) after a failure judged by the criteria skipped"
         if self.errors:
             text += f"; {len(self.errors)} bad record(s) skipped"
         return text
@@ -80,6 +85,7 @@ class IngestReport:
             "records": self.records,
             "added": self.added,
             "duplicates": self.duplicates,
+            "skipped": self.skipped,
             "attempts_created": self.attempts_created,
             "attempts_passed": self.attempts_passed,
             "attempts_failed": self.attempts_failed,
@@ -214,6 +220,12 @@ class _Lookups:
                 by_id[attempt_id].passes[number] = (_signature(reported, started, finished, checks or {}), None)
 
 
+def _judged_failed(state: _Attempt) -> bool:
+    """The attempt failed only because the criteria judged a reported pass a failure."""
+    failing = state.passes.get(state.first_failed_pass or 0)
+    return failing is not None and failing[0][0] == "pass"
+
+
 def _new_attempt(record: ResultRecord, node: _NodeInfo, cluster_id: int, look: _Lookups) -> _Attempt:
     """An attempt first seen in this batch: its path and passes from the record, else from the cluster's policy."""
     policy = look.policies.get(cluster_id, ValidationPolicy())
@@ -289,6 +301,18 @@ def _plan_record(record: ResultRecord, look: _Lookups, plan: _Plan, report: Inge
         problem = RowError(line, "passes_required", f"attempt {record.attempt} requires {state.passes_required}")
     elif record.path is not None and record.path.value != state.path:
         problem = RowError(line, "path", f"attempt {record.attempt} is on the {state.path} path")
+    elif state.status == "failed" and _judged_failed(state):
+        # The driver saw a pass and carried on; the SKU's criteria ended the attempt. Later passes are not bad input.
+        report.skipped += 1
+        report.notes.append(
+            RowError(
+                line,
+                "pass_number",
+                f"skipped: attempt {record.attempt} of {node.id} ended at pass {state.first_failed_pass}, "
+                "which the SKU's criteria judged a failure",
+            )
+        )
+        return
     elif state.status == "failed":
         problem = RowError(
             line,
