@@ -52,12 +52,13 @@ def main() -> None:
         "interruptions_total": results["interruptions_total"],
         "availability": results["availability"],
         "peak_rss_mib": round(peak_rss_mib, 1),
-        "target_seconds": TARGET_SECONDS if args.db == "sqlite" else None,
+        "target_seconds": TARGET_SECONDS if args.db == "sqlite" and not args.tracemalloc else None,
     }
     if args.tracemalloc:
         figure["python_heap_peak_mib"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
     print(json.dumps(figure))
-    if args.db == "sqlite" and args.days >= 90 and wall > TARGET_SECONDS:
+    # tracemalloc slows Python several times over, so a traced run says nothing about the time target.
+    if args.db == "sqlite" and args.days >= 90 and not args.tracemalloc and wall > TARGET_SECONDS:
         print(f"over target: {wall:.1f} s > {TARGET_SECONDS:.0f} s", file=sys.stderr)
         sys.exit(1)
 
