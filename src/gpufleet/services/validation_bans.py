@@ -129,6 +129,28 @@ def ban_node(
         return BanResult(ban.id, node_id, node.name, when, text, source, True, quarantined)
 
 
+def record_ban(session: Session, node_id: str, at: datetime, reason: str, source: str, actor: Actor) -> int:
+    """Record a ban of ``node_id`` in its current cluster inside the caller's transaction, and nothing else.
+
+    For automation (the simulator, a health controller) that takes the node out of service itself, in the same unit
+    of work. The caller has checked its own right to act.
+    """
+    cluster_id = session.execute(select(Node.cluster_id).where(Node.id == node_id)).scalar_one()
+    ban = NodeBan(
+        node_id=node_id,
+        cluster_id=cluster_id,
+        at=at,
+        reason=reason[:2000],
+        source=source[:MAX_SOURCE],
+        actor=actor.name,
+        correlation_id=actor.correlation_id,
+        created_at=at,
+    )
+    session.add(ban)
+    session.flush()
+    return ban.id
+
+
 def list_bans(db: Database, actor: Actor, node: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
     """The latest bans, newest first, optionally of one node."""
     if actor.tenant_scoped:

@@ -30,12 +30,17 @@ from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database, open_database
 from gpufleet.services.drivers import ClusterTarget, DriverRegistry
 from gpufleet.services.sim_history import availability, cluster_nodes, node_count, node_states, state_counts
+from gpufleet.services.validation_analytics import validation_figures
+from gpufleet.services.validation_bans import record_ban
 from gpufleet.sim import validation
 from gpufleet.sim.failures import DAY, FailureClass, FailureModel
 from gpufleet.sim.fleet import PlannedNode, load_nodes, load_reference, plan_delivery, plan_nodes
 from gpufleet.sim.metrics import Metrics
 from gpufleet.sim.operator import Case, Operator
 from gpufleet.sim.scenario import Scenario
+
+HEALTH = Actor(name="sim:health", role=Role.OPERATOR)
+"""Who records the bans that hardware faults in service cause."""
 
 DEFAULT_URL = "sqlite://"
 """An in-memory database: a simulation leaves nothing behind unless asked to."""
@@ -370,6 +375,9 @@ class Simulation:
             since_checkpoint = (now - job.start).total_seconds() % node.checkpoint_seconds
             lost = job.nodes * node.gpus * (since_checkpoint + node.restart_seconds) / 3600.0
         window = self.scenario.failures.reban_window_days * DAY
+        if component.kind == "hardware":
+            # A hardware fault in service bans the node from its cluster: the record the product's re-ban rates count.
+            record_ban(self.uow.session(), node.id, self.record_now(), f"{component.name} in service", "sim", HEALTH)
         if component.kind == "hardware" and node.last_slow_admit is not None:
             if self.t - node.last_slow_admit <= window:
                 self.metrics.rebanned(node.supplier, node.sku)
@@ -454,7 +462,8 @@ class Simulation:
             },
             "nodes_by_state": dict(sorted(stored.items())),
         }
-        return {**head, **body}
+        figures = validation_figures(self.db, max(1, math.ceil(self.scenario.failures.reban_window_days)))
+        return {**head, **body, **figures}
 
     def close(self) -> None:
         if self._db_given is None and getattr(self, "db", None) is not None:
