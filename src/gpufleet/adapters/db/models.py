@@ -325,3 +325,33 @@ class NodeBan(Base):
     actor: Mapped[str] = mapped_column(String(200))
     correlation_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+
+
+class HealthEvent(Base):
+    """One observation of a node's health (an Xid line, an nvidia-smi reading, a DCGM result, an alert).
+
+    ``node_id`` is empty when the event named a node or GPU the source of truth does not know: it then sits in the
+    visible unmatched list instead of being dropped. ``fingerprint`` makes a repeated delivery of the same observation
+    a no-op. ``processed_at`` is the remediation controller's cursor.
+    """
+
+    __tablename__ = "health_events"
+    __table_args__ = (
+        Index("ix_health_events_node_observed", "node_id", "observed_at"),
+        Index("ix_health_events_unprocessed", "processed_at", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(128), unique=True)
+    source: Mapped[str] = mapped_column(String(30))  # xid | nvidia-smi | dcgm | alertmanager | json | agent
+    code: Mapped[str] = mapped_column(String(80))  # e.g. xid:79, ecc:dbe, dcgm:DCGM_FR_..., alert:GPUXidError
+    severity: Mapped[str] = mapped_column(String(20))  # info | warning | critical
+    status: Mapped[str] = mapped_column(String(20), default="firing")  # firing | resolved
+    node_id: Mapped[str | None] = mapped_column(ForeignKey("nodes.id"))
+    gpu_index: Mapped[int | None]
+    subject: Mapped[str] = mapped_column(String(255))  # what the source called the node or GPU, for unmatched events
+    message: Mapped[str] = mapped_column(Text)
+    observed_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
+    case_id: Mapped[int | None]
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
