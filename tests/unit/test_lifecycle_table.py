@@ -114,4 +114,5 @@ def test_diagram_is_generated_from_every_transition() -> None:
     text = diagram.mermaid()
     for t in TRANSITIONS:
         assert f"{t.source.value} --> {t.target.value}: {t.event}" in text
+    assert "validating --> in_service: admit [validation_passed]" in text
     assert diagram.dot().count("->") == len(TRANSITIONS)
