@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -160,3 +160,22 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
+
+
+class _Report(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    def summary_line(self) -> str: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+def report_response(request: Request, report: _Report, slug: str, title: str) -> JSONResponse:
+    """A bulk upload's report: 200 when everything was applied, else 422 problem+json with the per-row errors."""
+    result = report.as_dict()
+    if report.ok:
+        return JSONResponse(result)
+    return problem_response(
+        request, 422, report.summary_line(), slug, title=title, errors=result["errors"], report=result
+    )

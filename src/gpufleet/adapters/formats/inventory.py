@@ -84,7 +84,7 @@ def _parse_jsonl(text: str) -> tuple[list[RawRow], list[ParseProblem], list[str]
     return rows, problems, []
 
 
-def _array_item_lines(text: str) -> list[int]:
+def array_item_lines(text: str) -> list[int]:
     """The line on which each element of a top-level JSON array starts, so errors can point into the file."""
     decoder = json.JSONDecoder()
     pos = text.find("[") + 1
@@ -117,7 +117,7 @@ def _parse_json(text: str) -> tuple[list[RawRow], list[ParseProblem], list[str]]
         offset = 0
     if not isinstance(value, list):
         return [], [ParseProblem(1, 'a JSON inventory must be an array of node objects (or {"nodes": [...]})')], []
-    lines = _array_item_lines(text) if text.lstrip().startswith("[") else []
+    lines = array_item_lines(text) if text.lstrip().startswith("[") else []
     rows: list[RawRow] = []
     problems: list[ParseProblem] = []
     for number, item in enumerate(value, start=1):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gpufleet.adapters.formats.inventory import ParseProblem, RawRow
+from gpufleet.adapters.formats.inventory import ParseProblem, RawRow, array_item_lines
 
 FORMATS = ("jsonl", "json")
 
@@ -42,25 +42,6 @@ def _jsonl(text: str) -> tuple[list[RawRow], list[ParseProblem]]:
     return rows, problems
 
 
-def _item_lines(text: str) -> list[int]:
-    """The line on which each element of a top-level JSON array starts, so errors point into the file."""
-    decoder = json.JSONDecoder()
-    pos = text.find("[") + 1
-    lines: list[int] = []
-    line = text.count("\n", 0, pos) + 1
-    last = pos
-    while True:
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
-        if pos >= len(text) or text[pos] == "]":
-            return lines
-        line += text.count("\n", last, pos)
-        lines.append(line)
-        _, end = decoder.raw_decode(text, pos)
-        line += text.count("\n", pos, end)
-        last = pos = end
-
-
 def _array(text: str) -> tuple[list[RawRow], list[ParseProblem]]:
     try:
         value = json.loads(text)
@@ -68,7 +49,7 @@ def _array(text: str) -> tuple[list[RawRow], list[ParseProblem]]:
         return [], [ParseProblem(exc.lineno, f"not valid JSON: {exc.msg} at column {exc.colno}")]
     if not isinstance(value, list):
         return [], [ParseProblem(1, "a JSON body must be an array of result objects")]
-    lines = _item_lines(text)
+    lines = array_item_lines(text)
     rows: list[RawRow] = []
     problems: list[ParseProblem] = []
     for number, item in enumerate(value, start=1):

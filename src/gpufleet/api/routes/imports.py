@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gpufleet.api.auth import Operator
 from gpufleet.api.deps import Db
-from gpufleet.api.problems import Problem, problem_response
+from gpufleet.api.problems import Problem, report_response
 from gpufleet.api.schemas import PROBLEMS, problem
 from gpufleet.services.inventory import import_nodes
 
@@ -76,15 +76,4 @@ async def post_import(
             field="format",
         )
     report = await run_in_threadpool(import_nodes, db, text, source, actor, fmt, partial, dry_run)
-    result = report.as_dict()
-    if report.ok:
-        return JSONResponse(result)
-    return problem_response(
-        request,
-        422,
-        report.summary_line(),
-        "import-rows-invalid",
-        title="Some rows are invalid",
-        errors=result["errors"],
-        report=result,
-    )
+    return report_response(request, report, "import-rows-invalid", "Some rows are invalid")

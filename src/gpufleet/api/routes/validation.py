@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gpufleet.api.auth import Operator, Viewer
 from gpufleet.api.deps import Db, IfMatch, etag
-from gpufleet.api.problems import Problem, problem_response
+from gpufleet.api.problems import Problem, report_response
 from gpufleet.api.schemas import PROBLEMS, problem
 from gpufleet.domain.validation import CHECKS, SUITES
 from gpufleet.services.validation_analytics import DEFAULT_DAYS, Scope, reban_report, threshold_report
@@ -120,18 +120,7 @@ async def post_results(
     except UnicodeDecodeError as exc:
         raise Problem(422, f"the body is not UTF-8 text (byte {exc.start})", "invalid-input", field="body") from None
     report = await run_in_threadpool(ingest_results, db, text, source, actor, None, partial, dry_run)
-    result = report.as_dict()
-    if report.ok:
-        return JSONResponse(result)
-    return problem_response(
-        request,
-        422,
-        report.summary_line(),
-        "results-invalid",
-        title="Some records are invalid",
-        errors=result["errors"],
-        report=result,
-    )
+    return report_response(request, report, "results-invalid", "Some records are invalid")
 
 
 @router.post("/bans", status_code=201, summary="Ban a node from its cluster for failing in service")
