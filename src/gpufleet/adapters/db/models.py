@@ -355,3 +355,184 @@ class HealthEvent(Base):
     processed_at: Mapped[datetime | None]
     case_id: Mapped[int | None]
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class RemediationCase(Base):
+    """One node incident and its trip through remediation; the controller's work queue is its ``next_check_at``.
+
+    ``open_node_id`` holds the node while the case is open and is cleared when it closes: its unique constraint is
+    what makes "one open case per node" hold under concurrent writers on both databases. ``pending`` records an
+    action's intent before the driver is called, so a restarted controller observes instead of acting twice.
+    """
+
+    __tablename__ = "remediation_cases"
+    __table_args__ = (
+        UniqueConstraint("open_node_id"),
+        Index("ix_remediation_cases_due", "next_check_at"),
+        Index("ix_remediation_cases_node_opened", "node_id", "opened_at"),
+        Index("ix_remediation_cases_cluster_state", "cluster_id", "state"),
+        Index("ix_remediation_cases_closed", "closed_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    open_node_id: Mapped[str | None] = mapped_column(String(40))
+    # Where the node was when the case opened; not foreign keys, like node_events.cluster_id.
+    cluster_id: Mapped[int]
+    nvlink_domain_id: Mapped[int | None]
+    supplier_id: Mapped[int]
+    hostname: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(20))
+    state_since: Mapped[datetime]
+    action: Mapped[str | None] = mapped_column(String(20))
+    attempt: Mapped[int] = mapped_column(default=0)
+    start_action: Mapped[str] = mapped_column(String(20))
+    floor_action: Mapped[str | None] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(20))
+    owner: Mapped[str] = mapped_column(String(20))
+    drain: Mapped[str] = mapped_column(String(20))
+    codes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    gpu_index: Mapped[int | None]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    policy_version: Mapped[str] = mapped_column(String(40))
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    human: Mapped[bool] = mapped_column(default=False)
+    held: Mapped[str | None] = mapped_column(String(20))
+    detected_at: Mapped[datetime]
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(String(30))
+    next_check_at: Mapped[datetime | None]
+    deadline_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]
+    pending: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    run_id: Mapped[str | None] = mapped_column(String(200))
+    plan: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ticket_id: Mapped[int | None]
+    correlation_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(default=1)
+
+
+class RemediationStep(Base):
+    """Append-only: each thing a case went through, when, and who or what did it."""
+
+    __tablename__ = "remediation_steps"
+    __table_args__ = (Index("ix_remediation_steps_case", "case_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("remediation_cases.id"))
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))  # transition | action | hold | note | override | escalation | dry_run
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str | None] = mapped_column(String(20))
+    action: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class RemediationOverride(Base):
+    """An operator's change to the health policy for a cluster, a pool in it (node label ``pool``), or the fleet."""
+
+    __tablename__ = "remediation_overrides"
+    __table_args__ = (Index("ix_remediation_overrides_scope", "cluster_id", "pool"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id"))
+    pool: Mapped[str | None] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(120))
+    value: Mapped[Any] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class RemediationBreaker(Base):
+    """A cluster's circuit breaker: open stops automation taking more nodes out until a person resets it."""
+
+    __tablename__ = "remediation_breakers"
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(10))  # open | closed
+    tripped_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reset_at: Mapped[datetime | None]
+    reset_by: Mapped[str | None] = mapped_column(String(200))
+    reset_reason: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(default=1)
+
+
+class Reboot(Base):
+    """A reboot gpufleet asked for or saw: whether the node went down, came back, and how long that took."""
+
+    __tablename__ = "reboots"
+    __table_args__ = (
+        Index("ix_reboots_node_requested", "node_id", "requested_at"),
+        Index("ix_reboots_outcome", "outcome"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    cluster_id: Mapped[int]
+    case_id: Mapped[int | None]
+    source: Mapped[str] = mapped_column(String(20))  # requested | observed
+    reason: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime]
+    went_down_at: Mapped[datetime | None]
+    came_back_at: Mapped[datetime | None]
+    seconds: Mapped[float | None]
+    outcome: Mapped[str] = mapped_column(String(20))  # pending | returned | not_returned
+
+
+class Ticket(Base):
+    """An RMA or escalation for one hardware unit at its supplier; ``open_unit`` dedupes open tickets per unit."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (UniqueConstraint("open_unit"), Index("ix_tickets_supplier_status", "supplier_id", "status"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supplier_id: Mapped[int] = mapped_column(ForeignKey("suppliers.id"))
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    unit: Mapped[str] = mapped_column(String(200))  # node:<serial> or gpu:<serial>
+    open_unit: Mapped[str | None] = mapped_column(String(220))
+    gpu_serial: Mapped[str | None] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))  # rma | escalation
+    status: Mapped[str] = mapped_column(String(20))  # open | sent | acknowledged | resolved | closed
+    summary: Mapped[str] = mapped_column(Text)
+    case_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    external_ref: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(default=1)
+
+
+class NotificationChannel(Base):
+    """Where notifications go: a generic webhook, optionally the one for one supplier's tickets."""
+
+    __tablename__ = "notification_channels"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # webhook
+    url: Mapped[str] = mapped_column(String(1000))
+    supplier_id: Mapped[int | None] = mapped_column(ForeignKey("suppliers.id"))
+    enabled: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class OutboxMessage(Base):
+    """A notification waiting to be delivered, kept until the receiver took it: nothing is lost while it is down."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)  # the idempotency key the receiver sees
+    channel: Mapped[str | None] = mapped_column(String(100))
+    topic: Mapped[str] = mapped_column(String(60))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20))  # pending | sent | unrouted | dead
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    ticket_id: Mapped[int | None]
