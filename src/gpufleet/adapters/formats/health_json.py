@@ -4,8 +4,8 @@ Schema (one object, a JSON array of objects, or JSONL)::
 
     {
       "node": "gpu-017",              required unless the caller names the node: chassis id, serial or hostname
-      "gpu": 3,                       optional: index (number), PCI bus id ("0000:3b:00.0"), UUID ("GPU-..."),
-                                      or else a GPU serial
+      "gpu": 3,                       optional: index (a number, or up to 4 digits), PCI bus id ("0000:3b:00.0"),
+                                      UUID ("GPU-..."), or else a GPU serial
       "code": "xid:79",               required: 1-80 characters of letters, digits and _ . : / -
       "severity": "critical",         required: info | warning | critical
       "message": "fell off the bus",  optional, at most 2000 characters
@@ -58,7 +58,7 @@ def gpu_ref(value: object) -> GpuRef | None:
     if not isinstance(value, str) or len(value) > 100:
         raise ValueError("expected a GPU index, PCI bus id, UUID or serial of at most 100 characters")
     text = value.strip()
-    if text.isdigit():
+    if text.isdigit() and len(text) <= 4:  # GPU serials are long digit strings; indices are small
         return GpuRef(index=int(text))
     if text.upper().startswith(("GPU-", "MIG-")):
         return GpuRef(uuid=text)
