@@ -21,6 +21,7 @@ from gpufleet.api.middleware import (
 )
 from gpufleet.api.routes import (
     allocations,
+    events,
     health,
     imports,
     lifecycle,
@@ -35,7 +36,9 @@ from gpufleet.api.routes import (
 from gpufleet.services.database import Database, open_database
 
 API_PREFIX = "/api/v1"
-UPLOAD_PATHS = frozenset({f"{API_PREFIX}/imports/nodes", f"{API_PREFIX}{validation.RESULTS_PATH}"})
+UPLOAD_PATHS = frozenset({f"{API_PREFIX}/imports/nodes", f"{API_PREFIX}{validation.RESULTS_PATH}"}) | (
+    events.upload_paths(API_PREFIX)
+)
 
 DESCRIPTION = """
 The source of truth for a GPU fleet and the lifecycle every node moves through.
@@ -85,7 +88,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     # Added innermost first: the correlation id must exist before a 413 is written.
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limit)
     app.add_middleware(CorrelationIdMiddleware)
-    for module in (nodes, transitions, summary, lifecycle, reference, imports, allocations, tokens, validation):
+    for module in (nodes, transitions, summary, lifecycle, reference, imports, allocations, tokens, validation, events):
         app.include_router(module.router, prefix=API_PREFIX)
     for module in (health, metrics):
         app.include_router(module.router)

@@ -1,0 +1,121 @@
+"""Health telemetry over HTTP: one endpoint per format, the event list, and re-matching the unmatched events.
+
+Alertmanager posts its webhook straight to ``POST /api/v1/events/alertmanager`` with an operator token::
+
+    receivers:
+      - name: gpufleet
+        webhook_configs:
+          - url: https://gpufleet.example/api/v1/events/alertmanager
+            send_resolved: true
+            http_config:
+              authorization:
+                type: Bearer
+                credentials_file: /etc/alertmanager/gpufleet.token
+
+The token file holds one line, a token made with ``gpufleet tokens create --role operator``.
+
+Alertmanager re-sends firing alerts every ``repeat_interval``; those are counted as duplicates and change nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+from starlette.concurrency import run_in_threadpool
+
+from gpufleet.api.auth import Operator, Viewer
+from gpufleet.api.deps import Db
+from gpufleet.api.problems import problem_response
+from gpufleet.api.schemas import PROBLEMS, problem
+from gpufleet.services.health_events import EventFilter, list_events, rematch
+from gpufleet.services.health_ingest import FORMATS, ingest
+
+router = APIRouter(prefix="/events", tags=["health events"], responses=PROBLEMS)
+
+Format = Literal["xid", "nvidia-smi", "dcgm", "alertmanager", "json"]
+_CONTENT = {
+    "xid": {"text/plain": {"schema": {"type": "string"}, "example": "NVRM: Xid (PCI:0000:3b:00): 79, ..."}},
+    "nvidia-smi": {"application/xml": {"schema": {"type": "string"}}},
+    "dcgm": {"application/json": {"schema": {"type": "object"}}},
+    "alertmanager": {"application/json": {"schema": {"type": "object"}}},
+    "json": {
+        "application/json": {"schema": {"type": "object"}},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+    },
+}
+
+
+def upload_paths(prefix: str) -> frozenset[str]:
+    """The ingest endpoints take whole log files, so the app gives them the upload body limit."""
+    return frozenset(f"{prefix}/events/{fmt}" for fmt in FORMATS)
+
+
+@router.post("/rematch", summary="Match the unmatched events again against today's inventory")
+def post_rematch(actor: Operator, db: Db) -> dict[str, Any]:
+    """Events that now match a node and GPU go to remediation, unless they are older than 30 days."""
+    return rematch(db, actor).as_dict()
+
+
+@router.post(
+    "/{fmt}",
+    summary="Record health telemetry in one format: xid, nvidia-smi, dcgm, alertmanager or json (up to 64 MiB)",
+    responses={**problem(413, "The body is larger than 64 MiB")},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {k: v for c in _CONTENT.values() for k, v in c.items()}}
+    },
+)
+async def post_events(
+    request: Request,
+    fmt: Format,
+    actor: Operator,
+    db: Db,
+    node: Annotated[
+        str | None,
+        Query(max_length=255, description="The node the body came from (chassis id, serial or hostname)."),
+    ] = None,
+    source: Annotated[str, Query(min_length=1, max_length=200, description="Shown in reports and kept.")] = "api",
+    delivery: Annotated[
+        str | None,
+        Query(
+            min_length=1, max_length=100, description="The sender's id for this body: a retry with it is a duplicate."
+        ),
+    ] = None,
+) -> JSONResponse:
+    """Bad lines and documents are reported with their position (``problems``) and the rest is recorded; events
+    already recorded count as ``duplicates``; events for unknown nodes or GPUs are stored in the ``unmatched`` list.
+    200 with the report whenever anything could be read; 422 when nothing in the body could."""
+    body = await request.body()
+    text = body.decode("utf-8", errors="replace").lstrip("\ufeff")
+    report = await run_in_threadpool(ingest, db, text, fmt, actor, node, source, delivery)
+    result = report.as_dict()
+    if report.problems and not report.readings and not report.events:
+        return problem_response(
+            request,
+            422,
+            f"nothing in the body could be read as {fmt}: {report.problems[0]}",
+            "events-unreadable",
+            title="Unreadable health telemetry",
+            errors=result["problems"],
+            report=result,
+        )
+    return JSONResponse(result)
+
+
+@router.get("", summary="Health events, newest first")
+def get_events(
+    actor: Viewer,
+    db: Db,
+    node: Annotated[str | None, Query(max_length=255, description="Chassis id, serial or hostname.")] = None,
+    unmatched: Annotated[bool, Query(description="Only events no node or GPU was found for.")] = False,
+    source: Annotated[Format | None, Query(description="Only this source.")] = None,
+    code: Annotated[str | None, Query(max_length=80, description="Only this code, e.g. xid:79.")] = None,
+    severity: Annotated[Literal["info", "warning", "critical"] | None, Query()] = None,
+    since: Annotated[AwareDatetime | None, Query(description="Only events observed at or after this time.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="The `next_before` of the previous page.")] = None,
+) -> dict[str, Any]:
+    page = list_events(db, actor, EventFilter(node, unmatched, source, code, severity, since), limit, before)
+    return {"items": page.items, "next_before": page.next_before}
