@@ -41,8 +41,8 @@ def test_a_cluster_keeps_its_driver_instance(db: Database) -> None:
 
 def test_a_driver_that_is_not_installed_is_named_with_the_installed_ones(db: Database) -> None:
     seed_reference(db)
-    set_driver(db, "west-fleet", "slurm")
-    with pytest.raises(InvalidInput, match=r"names driver 'slurm'.*installed: simulated"):
+    set_driver(db, "west-fleet", "lsf")
+    with pytest.raises(InvalidInput, match=r"names driver 'lsf'.*installed: kubernetes, simulated, slurm"):
         driver_for_cluster(db, "west-fleet", DriverRegistry(db.clock))
 
 

@@ -21,6 +21,7 @@ from gpufleet.api.middleware import (
 )
 from gpufleet.api.routes import (
     allocations,
+    clusters,
     events,
     health,
     imports,
@@ -90,6 +91,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.add_middleware(CorrelationIdMiddleware)
     for module in (nodes, transitions, summary, lifecycle, reference, imports, allocations, tokens, validation, events):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(clusters.router, prefix=API_PREFIX)
     for module in (health, metrics):
         app.include_router(module.router)
         app.include_router(module.router, prefix=API_PREFIX, include_in_schema=False)

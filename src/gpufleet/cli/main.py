@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from gpufleet.cli import db, events, imports, lifecycle, nodes, serve, simulate, summary, tokens, validation
+from gpufleet.cli import clusters, db, events, imports, lifecycle, nodes, serve, simulate, summary, tokens, validation
 from gpufleet.cli.output import GuardedGroup
 from gpufleet.cli.state import CliState
 
@@ -46,6 +46,7 @@ app.add_typer(tokens.app, name="tokens")
 app.add_typer(lifecycle.app, name="lifecycle")
 app.add_typer(validation.app, name="validation")
 app.add_typer(events.app, name="events")
+app.add_typer(clusters.app, name="clusters")
 app.command("summary")(summary.summary)
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)

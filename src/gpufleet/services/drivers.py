@@ -8,19 +8,22 @@ simulated one, the state of the simulated cluster itself.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gpufleet.adapters.db.models import Cluster
 from gpufleet.adapters.drivers.base import ClusterDriver
 from gpufleet.adapters.drivers.simulated import SimulatedDriver, SimulatedWorld
 from gpufleet.services.clock import Clock, SystemClock
+from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database
-from gpufleet.services.errors import InvalidInput, NotFound
+from gpufleet.services.driver_settings import check_driver_config, kubernetes_settings, slurm_settings
+from gpufleet.services.errors import Forbidden, InvalidInput, NotFound
 
 DEFAULT_DRIVER = "simulated"
 
@@ -74,13 +77,29 @@ class SimulatedFactory:
         return SimulatedDriver(self.world, target.name)
 
 
+def slurm_factory(target: ClusterTarget, clock: Clock) -> ClusterDriver:
+    from gpufleet.adapters.drivers.slurm import SlurmDriver
+
+    return SlurmDriver(target.name, slurm_settings(target.name, target.config), clock)
+
+
+def kubernetes_factory(target: ClusterTarget, clock: Clock) -> ClusterDriver:
+    from gpufleet.adapters.drivers.kubernetes import KubernetesDriver
+
+    return KubernetesDriver(target.name, kubernetes_settings(target.name, target.config), clock)
+
+
 class DriverRegistry:
     """Driver factories by name, and the driver instance of each cluster once made."""
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
-        self._factories: dict[str, DriverFactory] = {DEFAULT_DRIVER: SimulatedFactory()}
-        self._instances: dict[tuple[str, str], ClusterDriver] = {}
+        self._factories: dict[str, DriverFactory] = {
+            DEFAULT_DRIVER: SimulatedFactory(),
+            "slurm": slurm_factory,
+            "kubernetes": kubernetes_factory,
+        }
+        self._instances: dict[tuple[str, str, str], ClusterDriver] = {}
         self._lock = threading.Lock()
 
     def register(self, name: str, factory: DriverFactory) -> None:
@@ -94,7 +113,8 @@ class DriverRegistry:
         return sorted(self._factories)
 
     def create(self, target: ClusterTarget) -> ClusterDriver:
-        key = (target.name, target.driver)
+        # A cluster switched to other settings gets a new driver; the simulated world is kept across that.
+        key = (target.name, target.driver, json.dumps(dict(target.config), sort_keys=True, default=str))
         with self._lock:
             driver = self._instances.get(key)
             if driver is not None:
@@ -122,6 +142,22 @@ def cluster_target(db: Database, cluster: str) -> ClusterTarget:
     if row is None:
         raise NotFound(f"no cluster named '{cluster}'")
     return ClusterTarget(row.name, row.kind, row.driver or DEFAULT_DRIVER, dict(row.driver_config or {}))
+
+
+def set_cluster_driver(
+    db: Database, cluster: str, driver: str, config: Mapping[str, Any], actor: Actor
+) -> ClusterTarget:
+    """Switch a cluster to a driver. Settings are checked first: paths only, never a credential itself."""
+    if actor.role < Role.ADMIN or actor.tenant_scoped:
+        raise Forbidden("choosing a cluster's driver needs the admin role")
+    clean = check_driver_config(cluster, driver, config)
+    with db.transaction() as session:
+        found = session.execute(
+            update(Cluster).where(Cluster.name == cluster).values(driver=driver, driver_config=clean)
+        ).rowcount  # type: ignore[attr-defined]
+        if not found:
+            raise NotFound(f"no cluster named '{cluster}'")
+    return cluster_target(db, cluster)
 
 
 _DEFAULT = DriverRegistry()
