@@ -23,6 +23,7 @@ Rules for what arrives:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -243,20 +243,63 @@ def _row(
     return row, flag
 
 
+_SQLITE_INSERT = (
+    sqlite_insert(EVENTS)
+    .on_conflict_do_nothing(index_elements=["fingerprint"])
+    .returning(EVENTS.c.id, EVENTS.c.fingerprint)
+)
+# PostgreSQL: the whole batch is one JSON parameter the server unpacks with json_to_recordset, so the statement text
+# never changes (psycopg keeps it prepared) and no per-value escaping happens on the client.
+_COLUMNS = [c.name for c in EVENTS.columns if c.name != "id"]
+_PG_TYPES = {
+    "gpu_index": "int",
+    "case_id": "int",
+    "observed_at": "timestamptz",
+    "received_at": "timestamptz",
+    "processed_at": "timestamptz",
+    "message": "text",
+    "data": "json",
+}
+_TIMES = ("observed_at", "received_at", "processed_at")
+
+
+def _pg_insert_sql() -> str:
+    names = ", ".join(_COLUMNS)
+    typed = ", ".join(f"{name} {_PG_TYPES.get(name, 'varchar')}" for name in _COLUMNS)
+    # Built once from the model's own column names, never from input.
+    return (
+        f"INSERT INTO health_events ({names}) SELECT {names} FROM json_to_recordset(%(rows)s::json) AS t({typed}) "  # noqa: S608
+        "ON CONFLICT (fingerprint) DO NOTHING RETURNING id, fingerprint"
+    )
+
+
+_PG_INSERT = _pg_insert_sql()
+
+
+def _pg_rows(batch: list[dict[str, Any]]) -> str:
+    def plain(row: dict[str, Any]) -> dict[str, Any]:
+        out = dict(row)
+        for name in _TIMES:
+            if out[name] is not None:
+                out[name] = out[name].isoformat()
+        return out
+
+    return json.dumps([plain(r) for r in batch])
+
+
 def _insert(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert, skipping fingerprints already stored (also by a concurrent request); the new ids by fingerprint."""
     if not rows:
         return {}
-    dialect = session.get_bind().dialect.name
-    builder = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = (
-        builder(EVENTS)
-        .on_conflict_do_nothing(index_elements=["fingerprint"])
-        .returning(EVENTS.c.id, EVENTS.c.fingerprint)
-    )
+    connection = session.connection()
     found: dict[str, int] = {}
     for start in range(0, len(rows), 5000):
-        for new_id, fingerprint in session.connection().execute(stmt, rows[start : start + 5000]):
+        batch = rows[start : start + 5000]
+        if connection.dialect.name == "postgresql":
+            result = connection.exec_driver_sql(_PG_INSERT, {"rows": _pg_rows(batch)})
+        else:
+            result = connection.execute(_SQLITE_INSERT, batch)
+        for new_id, fingerprint in result:
             found[fingerprint] = new_id
     return found
 
@@ -268,6 +311,17 @@ def check_writer(actor: Actor) -> None:
         raise Forbidden("a tenant-scoped token cannot record health events")
 
 
+def read_inventory(session: Session, parsed: Parsed, node: str | None) -> Inventory:
+    """The nodes and GPUs ``parsed`` names; read before the write transaction, so readers do not queue behind it."""
+    if len(parsed.observations) > MAX_EVENTS:
+        raise InvalidInput(f"at most {MAX_EVENTS} events per request; split the input", field="body")
+    refs = [o.node for o in parsed.observations if o.node]
+    if node:
+        refs.append(node)
+    gpus = [o.gpu for o in parsed.observations if o.gpu is not None] + parsed.gpus
+    return Inventory(session, refs, gpus)
+
+
 def record(
     session: Session,
     parsed: Parsed,
@@ -277,18 +331,14 @@ def record(
     node: str | None = None,
     delivery: str | None = None,
     fmt: str | None = None,
+    inventory: Inventory | None = None,
 ) -> HealthIngestReport:
     """Match, stamp and store parsed observations inside the caller's transaction."""
     report = HealthIngestReport(source=source_name, format=fmt or parsed.source, readings=parsed.readings)
     report.ignored, report.problems = parsed.ignored, list(parsed.problems)
     observations = parsed.observations
-    if len(observations) > MAX_EVENTS:
-        raise InvalidInput(f"at most {MAX_EVENTS} events per request; split the input", field="body")
-    refs = [o.node for o in observations if o.node]
-    if node:
-        refs.append(node)
-    gpus = [o.gpu for o in observations if o.gpu is not None] + parsed.gpus
-    inventory = Inventory(session, refs, gpus)
+    if inventory is None:
+        inventory = read_inventory(session, parsed, node)
     if parsed.gpus:
         report.gpus_learned = inventory.learn_gpus(session, node, parsed.gpus)
     rows: list[dict[str, Any]] = []
@@ -340,8 +390,10 @@ def ingest(
     chosen = detect_format(text) if fmt in ("auto", "", None) else fmt
     now = db.clock.now()
     parsed = parse(text, chosen, now, node)
+    with db.reader() as session:
+        inventory = read_inventory(session, parsed, node)
     with db.transaction() as session:
-        report = record(session, parsed, now, actor, source_name[:200], node, delivery, chosen)
+        report = record(session, parsed, now, actor, source_name[:200], node, delivery, chosen, inventory)
     if report.event_ids:
         notify(db, list(report.event_ids))
     return report

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.models import Gpu, Node, Sku
 from gpufleet.adapters.formats.health_observation import GpuRef, canonical_pci
 from gpufleet.domain.lifecycle import NodeState
 
-CHUNK = 500
+CHUNK = 5000
 GPUS = cast(Table, Gpu.__table__)
 
 
@@ -66,8 +66,51 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start : start + CHUNK]
 
 
+NODES = cast(Table, Node.__table__)
+SKUS = cast(Table, Sku.__table__)
+
+# SQLite: statements built once with expanding IN lists, so they compile once and stay cached.
+_SQLITE_NODES = (
+    select(NODES.c.id, NODES.c.serial, NODES.c.hostname, NODES.c.state, SKUS.c.gpus_per_node)
+    .select_from(NODES.join(SKUS, SKUS.c.id == NODES.c.sku_id))
+    .where(
+        or_(
+            NODES.c.id.in_(bindparam("refs", expanding=True)),
+            NODES.c.serial.in_(bindparam("refs", expanding=True)),
+            NODES.c.hostname.in_(bindparam("refs", expanding=True)),
+        )
+    )
+)
+_SQLITE_GPUS = select(GPUS.c.id, GPUS.c.node_id, GPUS.c.idx, GPUS.c.serial, GPUS.c.uuid, GPUS.c.pci_bus_id).where(
+    GPUS.c.node_id.in_(bindparam("ids", expanding=True))
+)
+_SQLITE_OWNERS = select(GPUS.c.node_id).where(
+    or_(GPUS.c.serial.in_(bindparam("keys", expanding=True)), GPUS.c.uuid.in_(bindparam("keys", expanding=True)))
+)
+# PostgreSQL: one array parameter per list, so the text never changes (psycopg prepares it once), and a UNION of
+# index lookups where one OR over three columns would scan the table.
+_PG_NODE_SELECT = (
+    "SELECT n.id, n.serial, n.hostname, n.state, s.gpus_per_node FROM nodes n JOIN skus s ON s.id = n.sku_id WHERE "
+)
+_PG_NODES = " UNION ".join(_PG_NODE_SELECT + f"n.{c} = ANY(%(refs)s)" for c in ("id", "serial", "hostname"))
+_PG_GPUS = "SELECT id, node_id, idx, serial, uuid, pci_bus_id FROM gpus WHERE node_id = ANY(%(ids)s)"
+_PG_OWNERS = (
+    "SELECT node_id FROM gpus WHERE serial = ANY(%(keys)s) UNION SELECT node_id FROM gpus WHERE uuid = ANY(%(keys)s)"
+)
+
+
+def _query(connection: Connection, sqlite: Any, postgresql: str, name: str, values: Sequence[str]) -> list[Any]:
+    rows: list[Any] = []
+    for chunk in _chunks(values):
+        if connection.dialect.name == "postgresql":
+            rows.extend(connection.exec_driver_sql(postgresql, {name: list(chunk)}).all())
+        else:
+            rows.extend(connection.execute(sqlite, {name: list(chunk)}).all())
+    return rows
+
+
 class Inventory:
-    """The nodes and GPUs a batch names, read once; every lookup after that is in memory."""
+    """The nodes and GPUs a batch names, read in a fixed number of queries; every lookup after that is in memory."""
 
     def __init__(self, session: Session, node_refs: Iterable[str], gpus: Iterable[GpuRef]) -> None:
         self.by_id: dict[str, _NodeRow] = {}
@@ -75,35 +118,25 @@ class Inventory:
         self.by_hostname: dict[str, list[_NodeRow]] = {}
         self.gpu_by_serial: dict[str, _GpuRow] = {}
         self.gpu_by_uuid: dict[str, _GpuRow] = {}
+        connection = session.connection()
         refs = sorted({r for r in node_refs if r})
         gpu_keys = sorted({k for g in gpus for k in (g.serial, g.uuid) if k})
-        node_ids: set[str] = set()
-        for chunk in _chunks(gpu_keys):
-            for row in session.execute(
-                select(Gpu.id, Gpu.node_id, Gpu.idx, Gpu.serial, Gpu.uuid, Gpu.pci_bus_id).where(
-                    or_(Gpu.serial.in_(chunk), Gpu.uuid.in_(chunk))
-                )
-            ):
-                node_ids.add(str(row.node_id))
-        columns = (Node.id, Node.serial, Node.hostname, Node.state, Sku.gpus_per_node)
-        for chunk in _chunks(refs):
-            where = or_(Node.id.in_(chunk), Node.serial.in_(chunk), Node.hostname.in_(chunk))
-            for found in session.execute(select(*columns).join(Sku, Sku.id == Node.sku_id).where(where)):
-                self._add_node(_NodeRow(*found))
-        missing = sorted(node_ids - set(self.by_id))
-        for chunk in _chunks(missing):
-            for found in session.execute(select(*columns).join(Sku, Sku.id == Node.sku_id).where(Node.id.in_(chunk))):
-                self._add_node(_NodeRow(*found))
-        for chunk in _chunks(sorted(self.by_id)):
-            for row in session.execute(
-                select(Gpu.id, Gpu.node_id, Gpu.idx, Gpu.serial, Gpu.uuid, Gpu.pci_bus_id).where(Gpu.node_id.in_(chunk))
-            ):
-                gpu = _GpuRow(row.id, row.node_id, row.idx, row.serial, row.uuid, canonical_pci(row.pci_bus_id))
-                self.by_id[gpu.node_id].gpus.append(gpu)
-                if gpu.serial:
-                    self.gpu_by_serial[gpu.serial] = gpu
-                if gpu.uuid:
-                    self.gpu_by_uuid[gpu.uuid] = gpu
+        owners = {str(row[0]) for row in _query(connection, _SQLITE_OWNERS, _PG_OWNERS, "keys", gpu_keys)}
+        for row in _query(connection, _SQLITE_NODES, _PG_NODES, "refs", refs):
+            self._add_node(_NodeRow(*row))
+        missing = sorted(owners - set(self.by_id))
+        # Nodes found only through a GPU serial or UUID: by id, through the same statement.
+        for row in _query(connection, _SQLITE_NODES, _PG_NODES, "refs", missing):
+            self._add_node(_NodeRow(*row))
+        for gpu_id, node_id, idx, serial, uuid, pci in _query(
+            connection, _SQLITE_GPUS, _PG_GPUS, "ids", sorted(self.by_id)
+        ):
+            gpu = _GpuRow(gpu_id, node_id, idx, serial, uuid, canonical_pci(pci))
+            self.by_id[node_id].gpus.append(gpu)
+            if gpu.serial:
+                self.gpu_by_serial[gpu.serial] = gpu
+            if gpu.uuid:
+                self.gpu_by_uuid[gpu.uuid] = gpu
 
     def _add_node(self, node: _NodeRow) -> None:
         if node.id in self.by_id:

@@ -1,0 +1,285 @@
+"""Figure: health events into the database (target >= 5,000 events/s) across a 12,500-node fleet, and, when the
+remediation side reacts to ingest, the time from an event arriving to its node being quarantined at that load
+(target p99 < 1 s).
+
+Ingest is measured the ways events arrive: one kernel log of 50,000 Xid lines; Alertmanager webhooks of 100 alerts
+each (50,000 alerts); node agents posting 4 lines at a time from 4 threads; and a re-delivery of everything
+(duplicates). The reaction is measured by streaming Alertmanager payloads at 5,000 events/s, a few of them Xid 79
+on in-service nodes, and reading when each of those nodes was quarantined.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, select, text, update
+
+from _db import backend_arg, scratch_database
+from _fleet import NODES, STATE_CYCLE, populate
+from gpufleet.adapters.db.models import Gpu, Node, NodeEvent
+from gpufleet.services import health_ingest
+from gpufleet.services.context import Actor, Role
+from gpufleet.services.database import Database
+from gpufleet.services.health_ingest import ingest
+
+ACTOR = Actor(name="bench", role=Role.OPERATOR)
+EVENTS = 50_000
+PCI_BUSES = ("18", "2a", "3a", "5d", "9a", "ab", "ba", "db")
+# A mix like a fleet's kernel logs: mostly application faults, some memory and bus faults.
+NOISE_CODES = (13, 31, 43, 45, 63, 94)
+TARGET_RATE = 5_000
+QUARANTINE_SAMPLES = 200
+
+
+def _teach_pci(db: Database) -> None:
+    """What nvidia-smi readings would have taught: each GPU's PCI address, so Xid lines resolve to a GPU."""
+    with db.transaction() as session:
+        rows = [
+            {"b_id": gid, "b_pci": f"0000:{PCI_BUSES[idx]}:00.0"}
+            for gid, idx in session.execute(select(Gpu.id, Gpu.idx))
+        ]
+        table = Gpu.__table__
+        session.connection().execute(
+            update(table).where(table.c.id == bindparam("b_id")).values(pci_bus_id=bindparam("b_pci")), rows
+        )
+    if db.dialect == "postgresql":  # a fleet at rest has been vacuumed; 100,000 fresh updates have not
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE gpus")
+            conn.exec_driver_sql("ANALYZE")
+
+
+def _stamp(base: datetime, i: int) -> str:
+    return (base + timedelta(milliseconds=i)).isoformat().replace("+00:00", "Z")
+
+
+def xid_lines(count: int, base: datetime, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(count):
+        node, gpu, code = rng.randrange(NODES), rng.randrange(8), rng.choice(NOISE_CODES)
+        lines.append(
+            f"{_stamp(base, i)} node-{node:06d} kernel: NVRM: Xid (PCI:0000:{PCI_BUSES[gpu]}:00): {code}, "
+            f"pid={1000 + i % 5000}, name=python, Ch 0000000{gpu}"
+        )
+    return lines
+
+
+def alert(node: int, gpu: int, xid: int, at: str, fingerprint: str) -> dict[str, Any]:
+    return {
+        "status": "firing",
+        "labels": {
+            "alertname": "GPUXidError",
+            "Hostname": f"node-{node:06d}",
+            "gpu": str(gpu),
+            "xid": str(xid),
+            "severity": "critical" if xid == 79 else "warning",
+        },
+        "annotations": {"summary": f"Xid {xid} on GPU {gpu}"},
+        "startsAt": at,
+        "endsAt": "0001-01-01T00:00:00Z",
+        "fingerprint": fingerprint,
+    }
+
+
+def payload(alerts: list[dict[str, Any]]) -> str:
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": '{}:{alertname="GPUXidError"}',
+            "status": "firing",
+            "receiver": "gpufleet",
+            "groupLabels": {},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "externalURL": "http://am",
+            "alerts": alerts,
+        }
+    )
+
+
+def alert_payloads(count: int, base: datetime, seed: int, per_payload: int = 100) -> list[str]:
+    rng = random.Random(seed)
+    alerts = [
+        alert(rng.randrange(NODES), rng.randrange(8), rng.choice(NOISE_CODES), _stamp(base, i), f"{seed:04x}{i:012x}")
+        for i in range(count)
+    ]
+    return [payload(alerts[i : i + per_payload]) for i in range(0, count, per_payload)]
+
+
+def timed(label: str, events: int, run: Callable[[], int]) -> dict[str, Any]:
+    start = time.perf_counter()
+    accepted = run()
+    seconds = time.perf_counter() - start
+    return {
+        "case": label,
+        "events": events,
+        "accepted": accepted,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(events / seconds),
+    }
+
+
+def throughput(db: Database, base: datetime) -> list[dict[str, Any]]:
+    results = []
+    lines = xid_lines(EVENTS, base, seed=1)
+    body = "\n".join(lines) + "\n"
+    results.append(
+        timed(
+            "kernel log, one body of 50,000 Xid lines",
+            EVENTS,
+            lambda: ingest(db, body, "xid", ACTOR, source_name="bench").accepted,
+        )
+    )
+    payloads = alert_payloads(EVENTS, base, seed=2)
+    results.append(
+        timed(
+            "Alertmanager, 500 webhooks of 100 alerts",
+            EVENTS,
+            lambda: sum(ingest(db, p, "alertmanager", ACTOR).accepted for p in payloads),
+        )
+    )
+    small = xid_lines(EVENTS // 5, base + timedelta(minutes=5), seed=3)
+    bodies = ["\n".join(small[i : i + 4]) for i in range(0, len(small), 4)]
+
+    def agents() -> int:
+        with ThreadPoolExecutor(4) as pool:
+            return sum(r.accepted for r in pool.map(lambda b: ingest(db, b, "xid", ACTOR), bodies))
+
+    agent_case = timed("node agents, 2,500 posts of 4 lines, 4 threads", len(small), agents)
+    agent_case["posts_per_s"] = round(len(bodies) / agent_case["seconds"])
+    agent_case["fleet_needs_posts_per_s"] = round(NODES / 60)  # every node posting once a minute
+    results.append(agent_case)
+    results.append(
+        timed(
+            "re-delivery of the 50,000-line log (all duplicates)",
+            EVENTS,
+            lambda: ingest(db, body, "xid", ACTOR).duplicates,
+        )
+    )
+    return results
+
+
+def _reaction_registered() -> list[str]:
+    """Import every services.remediation* module (they register on import) and name the reactions registered."""
+    import gpufleet.services as services
+
+    for module in pkgutil.iter_modules(services.__path__):
+        if module.name.startswith("remediation"):
+            importlib.import_module(f"gpufleet.services.{module.name}")
+    return [getattr(c, "__qualname__", repr(c)) for c in health_ingest._callbacks]
+
+
+def quarantine_latency(db: Database, base: datetime) -> dict[str, Any]:
+    """Stream payloads at TARGET_RATE events/s; some alerts are Xid 79 on in-service nodes: arrival -> quarantine."""
+    in_service = [i for i in range(NODES) if STATE_CYCLE[i % len(STATE_CYCLE)] == "in_service"]
+    targets = random.Random(7).sample(in_service, QUARANTINE_SAMPLES)
+    per_payload, seconds = 100, 10
+    total = TARGET_RATE * seconds
+    rng = random.Random(8)
+    noise = [
+        alert(rng.randrange(NODES), rng.randrange(8), rng.choice((13, 31, 43)), _stamp(base, i), f"q{i:012x}")
+        for i in range(total)
+    ]
+    slots = sorted(rng.sample(range(total), QUARANTINE_SAMPLES))
+    for slot, node in zip(slots, targets, strict=True):
+        noise[slot] = alert(node, 0, 79, _stamp(base, slot), f"hit{node:08d}")
+    batches = [noise[i : i + per_payload] for i in range(0, total, per_payload)]
+    arrivals: dict[str, datetime] = {}
+    lock = threading.Lock()
+    interval = per_payload / TARGET_RATE
+    started = time.perf_counter()
+
+    def send(index: int) -> None:
+        delay = started + index * interval - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        arrived = datetime.now(UTC)
+        with lock:
+            for a in batches[index]:
+                if a["labels"]["xid"] == "79":
+                    arrivals[f"node-{int(a['labels']['Hostname'][5:]):06d}"] = arrived
+        ingest(db, payload(batches[index]), "alertmanager", ACTOR)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, range(len(batches))))
+    sent_s = time.perf_counter() - started
+    deadline = time.monotonic() + 30
+    quarantined: dict[str, datetime] = {}
+    while time.monotonic() < deadline and len(quarantined) < len(arrivals):
+        with db.reader() as session:
+            rows = session.execute(
+                select(Node.hostname, NodeEvent.at)
+                .join(NodeEvent, NodeEvent.node_id == Node.id)
+                .where(NodeEvent.to_state == "quarantined", Node.hostname.in_(list(arrivals)))
+            ).all()
+        quarantined = {h: at for h, at in rows}
+        if len(quarantined) < len(arrivals):
+            time.sleep(0.2)
+    latencies = sorted((quarantined[h] - arrivals[h]).total_seconds() for h in quarantined)
+    result: dict[str, Any] = {
+        "events_sent": total,
+        "offered_rate": TARGET_RATE,
+        "achieved_rate": round(total / sent_s),
+        "quarantine_expected": len(arrivals),
+        "quarantined": len(latencies),
+    }
+    if latencies:
+        result.update(
+            p50_s=round(statistics.median(latencies), 3),
+            p99_s=round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 3),
+            max_s=round(latencies[-1], 3),
+            target_p99_s=1.0,
+        )
+    return result
+
+
+def main() -> None:
+    args = backend_arg(__doc__ or "")
+    with scratch_database(args.db) as db:
+        fleet = populate(db)
+        _teach_pci(db)
+        base = datetime.now(UTC) - timedelta(hours=1)
+        reactions = _reaction_registered()
+        saved = list(health_ingest._callbacks)
+        health_ingest._callbacks.clear()  # throughput of ingest itself first
+        cases = throughput(db, base)
+        health_ingest._callbacks[:] = saved
+        with db.reader() as session:
+            stored = session.execute(text("SELECT count(*) FROM health_events")).scalar()
+        if reactions:
+            latency: dict[str, Any] = quarantine_latency(db, base + timedelta(minutes=20))
+        else:
+            latency = {"measured": False, "why": "no remediation reaction is registered with on_ingested"}
+    slowest = min(c["events_per_s"] for c in cases[:2])  # bulk bodies: a kernel log, Alertmanager webhooks
+    print(
+        json.dumps(
+            {
+                "figure": "health_ingest",
+                "db": args.db,
+                "nodes": fleet.nodes,
+                "gpus": fleet.gpus,
+                "cases": cases,
+                "events_stored": stored,
+                "slowest_bulk_events_per_s": slowest,
+                "target_events_per_s": TARGET_RATE,
+                "meets_target": slowest >= TARGET_RATE,
+                "reactions": reactions,
+                "event_to_quarantine": latency,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
