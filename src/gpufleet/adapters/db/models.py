@@ -536,3 +536,26 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     ticket_id: Mapped[int | None]
+
+
+class AgentRequest(Base):
+    """Work the server asks of a node's agent, such as a DCGM diagnostic; the agent takes it when it polls.
+
+    A taken request that never reports back is offered again after a lease, so an agent that died mid-run does not
+    leave the request hanging.
+    """
+
+    __tablename__ = "agent_requests"
+    __table_args__ = (Index("ix_agent_requests_node_status", "node_id", "status"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    kind: Mapped[str] = mapped_column(String(30))  # dcgm-diag
+    level: Mapped[int]
+    status: Mapped[str] = mapped_column(String(20))  # pending | running | done | failed
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    finished_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
