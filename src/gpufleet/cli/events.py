@@ -14,7 +14,8 @@ from gpufleet.cli.output import EXIT_BAD_INPUT, Output, OutputOption, capped_not
 from gpufleet.cli.state import actor, database
 from gpufleet.services.errors import InvalidInput
 from gpufleet.services.health_events import EventFilter, list_events, rematch
-from gpufleet.services.health_ingest import MAX_TEXT_BYTES, HealthIngestReport, ingest, ingest_file
+from gpufleet.services.health_ingest import MAX_BYTES, HealthIngestReport, ingest, ingest_file
+from gpufleet.services.health_requests import list_requests, request_diagnostic
 
 app = typer.Typer(
     help="Health telemetry: Xid lines, nvidia-smi, DCGM, Alertmanager and JSON events, and the unmatched list.",
@@ -66,7 +67,7 @@ def ingest_command(
     documents could not be read."""
     db, who = database(ctx), actor(ctx)
     if file == "-":
-        text = sys.stdin.read(MAX_TEXT_BYTES + 1)
+        text = sys.stdin.read(MAX_BYTES + 1)
         report = ingest(db, text, fmt.value, who, node, "stdin")
     else:
         path = Path(file)
@@ -84,7 +85,9 @@ def ingest_command(
 def _show_events(items: list[dict[str, Any]], title: str | None, unmatched: bool = False) -> None:
     if unmatched:
         columns: tuple[str, ...] = ("id", "observed", "source", "code", "named", "why")
-        rows = [(i["id"], i["observed_at"], i["source"], i["code"], i["subject"], i["unmatched"]) for i in items]
+        rows: list[tuple[Any, ...]] = [
+            (i["id"], i["observed_at"], i["source"], i["code"], i["subject"], i["unmatched"]) for i in items
+        ]
     else:
         columns = ("id", "observed", "node", "gpu", "source", "code", "severity", "status", "message", "note")
         rows = [
@@ -177,3 +180,43 @@ def rematch_command(ctx: typer.Context, output: OutputOption = Output.TABLE) -> 
         f"({report.stale} too old to act on); {report.still_unmatched} still unmatched",
         style="green" if not report.still_unmatched else "yellow",
     )
+
+
+@app.command("diag")
+def diag_command(
+    ctx: typer.Context,
+    node: Annotated[str, typer.Argument(help="Chassis id, serial or hostname.", show_default=False)],
+    reason: Annotated[str, typer.Option("--reason", help="Why the diagnostic is needed.", show_default=False)],
+    level: Annotated[int, typer.Option("--level", min=1, max=4, help="dcgmi diag -r level: 1 quick ... 4 long.")] = 2,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Ask the node's agent to run a DCGM diagnostic; its result arrives as DCGM health events."""
+    view = request_diagnostic(database(ctx), node, level, actor(ctx), reason)
+    if output is Output.JSON:
+        emit_json(view.as_dict())
+        return
+    if view.created:
+        say(f"asked {view.node} for dcgmi diag -r {view.level} (request {view.id})", style="green")
+    else:
+        say(f"no changes: {view.node} already has request {view.id} ({view.status}, level {view.level})", "green")
+
+
+@app.command("requests")
+def requests_command(
+    ctx: typer.Context,
+    node: Annotated[str | None, _opt("Only this node.", "--node")] = None,
+    status: Annotated[str | None, _opt("Only this status: pending, running, done or failed.", "--status")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many, newest first.")] = 100,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Diagnostics asked of node agents and what came of them."""
+    views = list_requests(database(ctx), actor(ctx), node, status, limit)
+    if output is Output.JSON:
+        emit_json([v.as_dict() for v in views])
+        return
+    columns = ("id", "node", "level", "status", "asked", "by", "reason", "result")
+    rows = [
+        (v.id, v.node, v.level, v.status, v.requested_at, v.requested_by, v.reason, v.result.get("codes"))
+        for v in views
+    ]
+    show(table(None, columns, rows))

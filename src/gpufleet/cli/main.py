@@ -6,7 +6,20 @@ from typing import Annotated
 
 import typer
 
-from gpufleet.cli import clusters, db, events, imports, lifecycle, nodes, serve, simulate, summary, tokens, validation
+from gpufleet.cli import (
+    agent,
+    clusters,
+    db,
+    events,
+    imports,
+    lifecycle,
+    nodes,
+    serve,
+    simulate,
+    summary,
+    tokens,
+    validation,
+)
 from gpufleet.cli.output import GuardedGroup
 from gpufleet.cli.state import CliState
 
@@ -51,6 +64,7 @@ app.command("summary")(summary.summary)
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)
 app.command("simulate")(simulate.simulate)
+app.command("agent")(agent.agent)
 
 
 def main() -> None:

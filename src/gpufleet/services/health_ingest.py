@@ -46,10 +46,12 @@ from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database
 from gpufleet.services.errors import Forbidden, InvalidInput
 from gpufleet.services.health_match import Inventory, Match
+from gpufleet.services.health_requests import complete_request
 
 log = logging.getLogger("gpufleet.health")
 
 FORMATS = ("xid", "nvidia-smi", "dcgm", "alertmanager", "json")
+MAX_BYTES = MAX_TEXT_BYTES
 FUTURE_SKEW = timedelta(minutes=5)
 STALE_AGE = timedelta(days=30)
 MAX_EVENTS = 500_000
@@ -378,9 +380,11 @@ def ingest(
     node: str | None = None,
     source_name: str = "api",
     delivery: str | None = None,
+    request_id: int | None = None,
 ) -> HealthIngestReport:
     """Parse ``text`` as ``fmt`` ("auto" detects it) and store its events in one transaction; never raises for a bad
-    line or document, only for a body that cannot be read at all (unknown format, too large)."""
+    line or document, only for a body that cannot be read at all (unknown format, too large). ``request_id`` names
+    the agent request (a DCGM diagnostic) this body answers: it is closed in the same transaction."""
     check_writer(actor)
     if len(text) > MAX_TEXT_BYTES:
         raise InvalidInput(f"the input is larger than {MAX_TEXT_BYTES // (1024 * 1024)} MiB; split it", field="body")
@@ -394,6 +398,10 @@ def ingest(
         inventory = read_inventory(session, parsed, node)
     with db.transaction() as session:
         report = record(session, parsed, now, actor, source_name[:200], node, delivery, chosen, inventory)
+        if request_id is not None:
+            found = inventory.node(node)[0] if node else None
+            codes = [o.code for o in parsed.observations]
+            complete_request(session, request_id, found.id if found else None, now, codes)
     if report.event_ids:
         notify(db, list(report.event_ids))
     return report

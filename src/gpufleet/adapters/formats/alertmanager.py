@@ -120,7 +120,8 @@ def _alert(alert: Any, payload: dict[str, Any], line: int, where: str, node: str
     fingerprint = str(alert.get("fingerprint") or "")
     if not fingerprint:  # Alertmanager's fingerprint is a hash of the label set; make the same kind of identity
         fingerprint = hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
-    annotations = alert.get("annotations") if isinstance(alert.get("annotations"), dict) else {}
+    raw_annotations = alert.get("annotations")
+    annotations: dict[str, Any] = raw_annotations if isinstance(raw_annotations, dict) else {}
     summary = annotations.get("summary") or annotations.get("description") or labels.get("alertname", "alert")
     return Observation(
         source=SOURCE,

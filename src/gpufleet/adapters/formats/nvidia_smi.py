@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 from xml.parsers import expat
 
 from gpufleet.adapters.formats.health_observation import (
@@ -113,7 +113,7 @@ class _Refused(Exception):
     pass
 
 
-def _refuse(*_args: object) -> None:
+def _refuse(*_args: object) -> NoReturn:
     raise _Refused("DTD and entity declarations are refused (XML bomb guard)")
 
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from gpufleet.api.auth import Operator, Viewer
@@ -32,11 +32,12 @@ from gpufleet.api.problems import problem_response
 from gpufleet.api.schemas import PROBLEMS, problem
 from gpufleet.services.health_events import EventFilter, list_events, rematch
 from gpufleet.services.health_ingest import FORMATS, ingest
+from gpufleet.services.health_requests import claim_requests, get_request, list_requests, request_diagnostic
 
-router = APIRouter(prefix="/events", tags=["health events"], responses=PROBLEMS)
+router = APIRouter(tags=["health events"], responses=PROBLEMS)
 
 Format = Literal["xid", "nvidia-smi", "dcgm", "alertmanager", "json"]
-_CONTENT = {
+_CONTENT: dict[str, dict[str, Any]] = {
     "xid": {"text/plain": {"schema": {"type": "string"}, "example": "NVRM: Xid (PCI:0000:3b:00): 79, ..."}},
     "nvidia-smi": {"application/xml": {"schema": {"type": "string"}}},
     "dcgm": {"application/json": {"schema": {"type": "object"}}},
@@ -53,14 +54,14 @@ def upload_paths(prefix: str) -> frozenset[str]:
     return frozenset(f"{prefix}/events/{fmt}" for fmt in FORMATS)
 
 
-@router.post("/rematch", summary="Match the unmatched events again against today's inventory")
+@router.post("/events/rematch", summary="Match the unmatched events again against today's inventory")
 def post_rematch(actor: Operator, db: Db) -> dict[str, Any]:
     """Events that now match a node and GPU go to remediation, unless they are older than 30 days."""
     return rematch(db, actor).as_dict()
 
 
 @router.post(
-    "/{fmt}",
+    "/events/{fmt}",
     summary="Record health telemetry in one format: xid, nvidia-smi, dcgm, alertmanager or json (up to 64 MiB)",
     responses={**problem(413, "The body is larger than 64 MiB")},
     openapi_extra={
@@ -83,13 +84,16 @@ async def post_events(
             min_length=1, max_length=100, description="The sender's id for this body: a retry with it is a duplicate."
         ),
     ] = None,
+    request_id: Annotated[
+        int | None, Query(alias="request", ge=1, description="The agent request this body answers; it is closed.")
+    ] = None,
 ) -> JSONResponse:
     """Bad lines and documents are reported with their position (``problems``) and the rest is recorded; events
     already recorded count as ``duplicates``; events for unknown nodes or GPUs are stored in the ``unmatched`` list.
     200 with the report whenever anything could be read; 422 when nothing in the body could."""
     body = await request.body()
     text = body.decode("utf-8", errors="replace").lstrip("\ufeff")
-    report = await run_in_threadpool(ingest, db, text, fmt, actor, node, source, delivery)
+    report = await run_in_threadpool(ingest, db, text, fmt, actor, node, source, delivery, request_id)
     result = report.as_dict()
     if report.problems and not report.readings and not report.events:
         return problem_response(
@@ -104,7 +108,7 @@ async def post_events(
     return JSONResponse(result)
 
 
-@router.get("", summary="Health events, newest first")
+@router.get("/events", summary="Health events, newest first")
 def get_events(
     actor: Viewer,
     db: Db,
@@ -119,3 +123,49 @@ def get_events(
 ) -> dict[str, Any]:
     page = list_events(db, actor, EventFilter(node, unmatched, source, code, severity, since), limit, before)
     return {"items": page.items, "next_before": page.next_before}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Work for node agents.
+
+
+class DiagnosticIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    node: str = Field(min_length=1, max_length=255, description="Chassis id, serial or hostname.")
+    level: int = Field(default=2, ge=1, le=4, description="`dcgmi diag -r` level: 1 quick ... 4 extended.")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    node: str = Field(min_length=1, max_length=255, description="The agent's node: chassis id, serial or hostname.")
+
+
+@router.post("/agent/requests", status_code=201, summary="Ask a node's agent to run a DCGM diagnostic")
+def post_request(body: DiagnosticIn, actor: Operator, db: Db) -> JSONResponse:
+    """201 with the new request; 200 with the open one when the node already has a diagnostic asked."""
+    view = request_diagnostic(db, body.node, body.level, actor, body.reason)
+    return JSONResponse(view.as_dict(), status_code=201 if view.created else 200)
+
+
+@router.post("/agent/requests/claim", summary="An agent takes the work waiting for its node")
+def post_claim(body: ClaimIn, actor: Operator, db: Db) -> dict[str, Any]:
+    """The agent runs each request and posts the result to `/events/dcgm?request=<id>`, which closes it. A request
+    taken and never answered is offered again after its lease."""
+    return {"requests": [r.as_dict() for r in claim_requests(db, body.node, actor)]}
+
+
+@router.get("/agent/requests", summary="Agent requests, newest first")
+def get_requests(
+    actor: Viewer,
+    db: Db,
+    node: Annotated[str | None, Query(max_length=255)] = None,
+    status: Annotated[Literal["pending", "running", "done", "failed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    return {"items": [r.as_dict() for r in list_requests(db, actor, node, status, limit)]}
+
+
+@router.get("/agent/requests/{request_id}", summary="One agent request and its result")
+def get_one_request(request_id: int, actor: Viewer, db: Db) -> dict[str, Any]:
+    return get_request(db, request_id, actor).as_dict()

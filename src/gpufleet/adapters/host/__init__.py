@@ -1,0 +1,1 @@
+"""What the node agent reads on a GPU host: nvidia-smi, dcgmi and the kernel log."""
