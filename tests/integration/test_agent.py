@@ -34,6 +34,7 @@ class Server:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as uvicorn does for sockets it opens
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.uv: uvicorn.Server | None = None

@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from gpufleet.adapters.formats.inventory import array_item_lines
@@ -35,6 +36,12 @@ def canonical_pci(value: object) -> str | None:
     """
     if not isinstance(value, str):
         return None
+    return _canonical_pci(value)
+
+
+@lru_cache(maxsize=8192)
+def _canonical_pci(value: str) -> str | None:
+    """Cached: a fleet has a handful of distinct GPU addresses, read again for every event and every GPU row."""
     text = value.strip().lower()
     if text.startswith("pci:"):
         text = text[4:]
