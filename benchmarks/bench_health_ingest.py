@@ -45,6 +45,9 @@ EVENTS = 50_000
 PCI_BUSES = ("18", "2a", "3a", "5d", "9a", "ab", "ba", "db")
 # A mix like a fleet's kernel logs: mostly application faults, some memory and bus faults.
 NOISE_CODES = (13, 31, 43, 45, 63, 94)
+# Background traffic while the reaction is timed: codes NVIDIA's catalog says to ignore, so the measured quarantines
+# are the Xid 79s and not a blast-radius budget spent on noise.
+QUIET_CODES = (43, 63, 92)
 TARGET_RATE = 5_000
 QUARANTINE_SAMPLES = 200
 
@@ -247,7 +250,7 @@ def quarantine_latency(db: Database, base: datetime) -> dict[str, Any]:
     total = TARGET_RATE * seconds
     rng = random.Random(8)
     noise = [
-        alert(rng.randrange(NODES), rng.randrange(8), rng.choice((13, 31, 43)), _stamp(base, i), f"q{i:012x}")
+        alert(rng.randrange(NODES), rng.randrange(8), rng.choice(QUIET_CODES), _stamp(base, i), f"q{i:012x}")
         for i in range(total)
     ]
     slots = sorted(rng.sample(range(total), QUARANTINE_SAMPLES))
