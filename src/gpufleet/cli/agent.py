@@ -26,6 +26,27 @@ NO_GPU = (
 log = logging.getLogger("gpufleet.agent")
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time of each record, never to a stream that has since closed."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+def _configure_logging() -> None:
+    # Only the agent's own logger: configuring the root logger would leak into every library and every later command.
+    handler = _CurrentStderr()
+    handler.setFormatter(logging.Formatter("gpufleet agent: %(message)s"))
+    log.handlers = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 class KernelSource(StrEnum):
     AUTO = "auto"
     JOURNAL = "journal"
@@ -92,8 +113,7 @@ def agent(
     """Run on a GPU host: read nvidia-smi and new kernel Xid lines every --interval, run DCGM diagnostics when the
     server asks, and post it all with the token. While the server is unreachable, readings wait in --buffer and are
     retried with backoff. Without nvidia-smi it says so and exits 1, unless --no-gpu-ok."""
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="gpufleet agent: %(message)s", force=True)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    _configure_logging()
     gpus = has_nvidia_smi()
     if not gpus and not no_gpu_ok:
         raise CliError(NO_GPU)
