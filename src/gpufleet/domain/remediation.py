@@ -196,7 +196,7 @@ def next_repair(
 
     ``start`` is what the evidence asks for, ``floor`` what diagnostics recommend; the stronger wins. After a failed
     rung (``last``, tried ``attempts`` times) the same rung is retried with backoff while it has attempts left, then
-    the next rung is tried. When diagnostics still point at the GPU after its resets, a person reseats it.
+    the next rung is tried. When diagnostics still point at a part after resets (or reboots), a person reseats it.
     """
     base = stronger(start, floor)
     if base is Action.NONE:
@@ -207,11 +207,11 @@ def next_repair(
         return RepairChoice(base, 1, timedelta(0), f"{last.value} did not help; the evidence now asks for {base.value}")
     step = policy.step(last)
     allowed = step.attempts if step is not None else 1
-    if attempts < allowed and last is not Action.RMA:
+    if attempts < allowed:
         wait = policy.backoff.delay(attempts)
         return RepairChoice(last, attempts + 1, wait, f"{last.value} failed; retry {attempts + 1} of {allowed}")
-    if last is Action.RESET_GPU and floor is Action.RESET_GPU:
-        return RepairChoice(Action.INSPECT, 1, timedelta(0), "GPU resets did not clear it: the part needs a reseat")
+    if floor is Action.RESET_GPU and last in (Action.RESET_GPU, Action.REBOOT, Action.REIMAGE):
+        return RepairChoice(Action.INSPECT, 1, timedelta(0), f"{last.value} did not clear it: the part needs a reseat")
     if last in (Action.RMA, Action.INSPECT):
         return RepairChoice(Action.INSPECT, 1, timedelta(0), f"{last.value} did not hold: a person must look")
     higher = LADDER_ORDER[LADDER_ORDER.index(last) + 1] if last in LADDER_ORDER else Action.RMA

@@ -354,7 +354,7 @@ RULE_FIELDS = ("action", "kind", "owner", "fatal", "drain")
 
 def read_rule(code: str, where: str, raw: Mapping[str, Any], base: CodeRule | None = None) -> CodeRule:
     """A code rule from its document form; with ``base``, fields not given keep the base's value."""
-    unknown = sorted(set(raw) - {*RULE_FIELDS, "name", "about", "catalog"})
+    unknown = sorted(set(raw) - {*RULE_FIELDS, "name", "about", "catalog", "code"})
     if unknown:
         raise PolicyError(f"{where}.{unknown[0]}", f"unknown field; expected: {', '.join(RULE_FIELDS)}")
     if base is None:

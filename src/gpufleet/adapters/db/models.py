@@ -371,6 +371,7 @@ class RemediationCase(Base):
         Index("ix_remediation_cases_due", "next_check_at"),
         Index("ix_remediation_cases_node_opened", "node_id", "opened_at"),
         Index("ix_remediation_cases_cluster_state", "cluster_id", "state"),
+        Index("ix_remediation_cases_cluster_opened", "cluster_id", "opened_at"),
         Index("ix_remediation_cases_closed", "closed_at"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -380,6 +381,7 @@ class RemediationCase(Base):
     cluster_id: Mapped[int]
     nvlink_domain_id: Mapped[int | None]
     supplier_id: Mapped[int]
+    pool: Mapped[str | None] = mapped_column(String(100))  # the node's ``pool`` label: overrides may target it
     hostname: Mapped[str] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(20))
     state_since: Mapped[datetime]

@@ -119,6 +119,7 @@ def upgrade() -> None:
         sa.Column("cluster_id", sa.Integer(), nullable=False),
         sa.Column("nvlink_domain_id", sa.Integer(), nullable=True),
         sa.Column("supplier_id", sa.Integer(), nullable=False),
+        sa.Column("pool", sa.String(length=100), nullable=True),
         sa.Column("hostname", sa.String(length=255), nullable=False),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("state_since", gpufleet.adapters.db.models.UTCDateTime(timezone=True), nullable=False),
@@ -156,6 +157,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("remediation_cases", schema=None) as batch_op:
         batch_op.create_index("ix_remediation_cases_closed", ["closed_at"], unique=False)
+        batch_op.create_index("ix_remediation_cases_cluster_opened", ["cluster_id", "opened_at"], unique=False)
         batch_op.create_index("ix_remediation_cases_cluster_state", ["cluster_id", "state"], unique=False)
         batch_op.create_index("ix_remediation_cases_due", ["next_check_at"], unique=False)
         batch_op.create_index("ix_remediation_cases_node_opened", ["node_id", "opened_at"], unique=False)
@@ -222,6 +224,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_remediation_cases_node_opened")
         batch_op.drop_index("ix_remediation_cases_due")
         batch_op.drop_index("ix_remediation_cases_cluster_state")
+        batch_op.drop_index("ix_remediation_cases_cluster_opened")
         batch_op.drop_index("ix_remediation_cases_closed")
 
     op.drop_table("remediation_cases")

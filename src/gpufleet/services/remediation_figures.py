@@ -1,0 +1,157 @@
+"""The remediation figures: time to repair split software/hardware, and the share resolved without a person.
+
+MTTR runs from detection (the first evidence's observation) to reintegration (admission after a passing validation).
+A case counts as resolved without a human when it was reintegrated and no person acted on it; work done by the
+supplier behind an RMA ticket the controller raised is not a person of ours. The denominator is every case that
+needed remediation and has an outcome: reintegrated, closed by a person, or waiting for one. Dismissed cases and dry
+runs are left out; cases still moving (and those waiting on a supplier) have no outcome yet.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gpufleet.adapters.db.models import Cluster, RemediationCase, Supplier
+from gpufleet.domain.remediation import MTTR_GROUPS, CaseState, percentile
+from gpufleet.domain.xid_policy import Kind
+from gpufleet.services.context import Actor
+from gpufleet.services.database import Database
+from gpufleet.services.errors import Forbidden
+from gpufleet.services.remediation_reboots import reboot_figures
+
+NO_OUTCOME = ("dismissed", "dry_run")
+
+
+@dataclass
+class Tally:
+    decided: int = 0
+    automated: int = 0
+
+    @property
+    def rate(self) -> float | None:
+        return round(self.automated / self.decided, 4) if self.decided else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cases": self.decided, "automated": self.automated, "rate": self.rate}
+
+
+@dataclass
+class Figures:
+    cases_total: int = 0
+    open_cases: int = 0
+    by_state: dict[str, int] = field(default_factory=dict)
+    minutes: dict[str, list[float]] = field(default_factory=lambda: {"software": [], "hardware": []})
+    overall: Tally = field(default_factory=Tally)
+    by_supplier: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
+    by_cluster: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
+    by_action: dict[str, int] = field(default_factory=dict)
+    reboots: dict[str, Any] = field(default_factory=dict)
+
+    def mttr(self, group: str, q: float) -> float | None:
+        value = percentile(self.minutes[group], q)
+        return round(value, 1) if value is not None else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cases_total": self.cases_total,
+            "open_cases": self.open_cases,
+            "cases_by_state": dict(sorted(self.by_state.items())),
+            "mttr_minutes": {
+                group: {
+                    "count": len(values),
+                    "p50": self.mttr(group, 0.5),
+                    "p90": self.mttr(group, 0.9),
+                }
+                for group, values in self.minutes.items()
+            },
+            "automation": {
+                **self.overall.as_dict(),
+                "by_supplier": {k: v.as_dict() for k, v in sorted(self.by_supplier.items())},
+                "by_cluster": {k: v.as_dict() for k, v in sorted(self.by_cluster.items())},
+            },
+            "repairs_by_action": dict(sorted(self.by_action.items())),
+            "reboots": self.reboots,
+        }
+
+
+def compute(session: Session, since: datetime | None = None) -> Figures:
+    suppliers = dict(session.execute(select(Supplier.id, Supplier.name)).all())
+    clusters = dict(session.execute(select(Cluster.id, Cluster.name)).all())
+    query = select(
+        RemediationCase.kind,
+        RemediationCase.state,
+        RemediationCase.resolution,
+        RemediationCase.human,
+        RemediationCase.dry_run,
+        RemediationCase.detected_at,
+        RemediationCase.closed_at,
+        RemediationCase.supplier_id,
+        RemediationCase.cluster_id,
+        RemediationCase.action,
+    )
+    if since is not None:
+        query = query.where(RemediationCase.opened_at >= since)
+    out = Figures()
+    by_state: dict[str, int] = defaultdict(int)
+    by_action: dict[str, int] = defaultdict(int)
+    for r in session.execute(query):
+        if r.dry_run:
+            continue
+        out.cases_total += 1
+        by_state[r.state] += 1
+        if r.state not in (CaseState.REINTEGRATED.value, CaseState.CLOSED.value):
+            out.open_cases += 1
+        if r.action:
+            by_action[r.action] += 1
+        reintegrated = r.resolution == "reintegrated"
+        if reintegrated and r.closed_at is not None:
+            group = MTTR_GROUPS.get(Kind(r.kind), "hardware")
+            out.minutes[group].append((r.closed_at - r.detected_at).total_seconds() / 60)
+        decided = (
+            reintegrated
+            or r.state == CaseState.NEEDS_HUMAN.value
+            or (r.state == CaseState.CLOSED.value and r.resolution not in NO_OUTCOME)
+        )
+        if not decided:
+            continue
+        automated = reintegrated and not r.human
+        for tally in (
+            out.overall,
+            out.by_supplier[suppliers.get(r.supplier_id, "?")],
+            out.by_cluster[clusters.get(r.cluster_id, "?")],
+        ):
+            tally.decided += 1
+            tally.automated += int(automated)
+    out.by_state = dict(by_state)
+    out.by_action = dict(by_action)
+    out.reboots = reboot_figures(session, since)
+    return out
+
+
+def remediation_figures(db: Database, actor: Actor, since: datetime | None = None) -> dict[str, Any]:
+    if actor.tenant_scoped:
+        raise Forbidden("remediation figures are fleet data; a tenant-scoped token cannot read them")
+    with db.reader() as session:
+        return compute(session, since).as_dict()
+
+
+def simulation_figures(db: Database) -> dict[str, Any]:
+    """The figures ``gpufleet simulate`` adds to its JSON, from what the product recorded."""
+    with db.reader() as session:
+        figures = compute(session)
+    return {
+        "mttr_software_min_p50": figures.mttr("software", 0.5),
+        "mttr_software_min_p90": figures.mttr("software", 0.9),
+        "mttr_hardware_min_p50": figures.mttr("hardware", 0.5),
+        "mttr_hardware_min_p90": figures.mttr("hardware", 0.9),
+        "automation_rate": figures.overall.rate,
+        "cases_total": figures.cases_total,
+        "reboots_returned_share": figures.reboots.get("returned_share"),
+        "remediation": figures.as_dict(),
+    }

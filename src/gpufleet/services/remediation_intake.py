@@ -1,0 +1,388 @@
+"""From health events to cases: one open case per node incident, later evidence attached to it.
+
+Events arrive in ``health_events`` from the telemetry parsers, the node agent, the API, or the simulator. The
+controller takes the unprocessed ones with a node, reads each node's batch together (so Xid 48 and 63 seen in one
+burst are one decision), and either attaches them to the node's open case, opens a case, or keeps them as evidence
+only (informational codes, stale observations, nodes that are not serving). Every event is marked processed in the
+same transaction as its outcome, so a crash re-reads it and a second controller never takes it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.orm import Session
+
+from gpufleet.adapters.db.models import HealthEvent, Node, RemediationCase
+from gpufleet.domain.lifecycle import NodeState
+from gpufleet.domain.remediation import CaseState, kind_after
+from gpufleet.domain.xid_policy import (
+    Action,
+    Classification,
+    Kind,
+    Seen,
+    XidPolicy,
+    classify,
+    repeat_escalation,
+    strength,
+)
+from gpufleet.services import remediation_store as store
+from gpufleet.services.context import Actor, Role
+from gpufleet.services.database import Database
+from gpufleet.services.errors import Forbidden, InvalidInput, NotFound
+from gpufleet.services.remediation_policy import PolicyBook
+from gpufleet.services.remediation_safety import note_case_opened
+
+EVENTS = cast(Table, HealthEvent.__table__)
+SEVERITIES = ("info", "warning", "critical")
+SERVING = (NodeState.IN_SERVICE.value, NodeState.VALIDATING.value)
+FUTURE_SLACK = timedelta(minutes=5)
+
+
+def record_health_event(
+    session: Session,
+    node_id: str | None,
+    code: str,
+    observed_at: datetime,
+    now: datetime,
+    severity: str = "critical",
+    source: str = "json",
+    gpu_index: int | None = None,
+    message: str = "",
+    subject: str | None = None,
+    fingerprint: str | None = None,
+    status: str = "firing",
+    data: dict[str, Any] | None = None,
+) -> int | None:
+    """Store one health observation; ``None`` when the same fingerprint was stored before (a repeated delivery)."""
+    if severity not in SEVERITIES:
+        raise InvalidInput(f"unknown severity '{severity}'; expected one of: {', '.join(SEVERITIES)}", field="severity")
+    if not code or len(code) > 80:
+        raise InvalidInput("a code of 1 to 80 characters is required, e.g. xid:79", field="code")
+    if observed_at.tzinfo is None:
+        raise InvalidInput("the observation time needs a time zone", field="observed_at")
+    key = (
+        fingerprint
+        or hashlib.sha256(
+            f"{node_id}|{subject}|{code}|{gpu_index}|{observed_at.isoformat()}|{status}".encode()
+        ).hexdigest()
+    )
+    if session.execute(select(EVENTS.c.id).where(EVENTS.c.fingerprint == key)).first() is not None:
+        return None
+    result = session.execute(
+        insert(EVENTS)
+        .returning(EVENTS.c.id)
+        .values(
+            fingerprint=key,
+            source=source,
+            code=code,
+            severity=severity,
+            status=status,
+            node_id=node_id,
+            gpu_index=gpu_index,
+            subject=subject or node_id or "",
+            message=message,
+            observed_at=observed_at,
+            received_at=now,
+            data=data or {},
+        )
+    )
+    return int(result.scalar_one())
+
+
+def report_health_event(db: Database, actor: Actor, node_ref: str, code: str, **fields: Any) -> int | None:
+    """An operator's (or a script's) own observation of a node, recorded like any telemetry."""
+    if actor.role < Role.OPERATOR or actor.tenant_scoped:
+        raise Forbidden("reporting health events needs the operator role and a token not scoped to a tenant")
+    from gpufleet.services.node_refs import resolve_node_id
+
+    now = db.clock.now()
+    with db.transaction() as session:
+        node_id = resolve_node_id(session, node_ref, actor, now)
+        return record_health_event(session, node_id, code, fields.pop("observed_at", now), now, **fields)
+
+
+@dataclass
+class IntakeResult:
+    opened: list[int] = field(default_factory=list)
+    attached: int = 0
+    evidence_only: int = 0
+    stale: int = 0
+    events: int = 0
+    tripped: dict[int, str] = field(default_factory=dict)
+    """Breakers this intake tripped, by cluster."""
+
+
+@dataclass(frozen=True)
+class _Node:
+    id: str
+    state: str
+    cluster_id: int
+    nvlink_domain_id: int | None
+    supplier_id: int
+    hostname: str
+    pool: str | None
+
+
+def _nodes(session: Session, ids: list[str]) -> dict[str, _Node]:
+    rows = session.execute(
+        select(
+            Node.id, Node.state, Node.cluster_id, Node.nvlink_domain_id, Node.supplier_id, Node.hostname, Node.labels
+        ).where(Node.id.in_(ids))
+    ).all()
+    return {
+        r.id: _Node(
+            r.id, r.state, r.cluster_id, r.nvlink_domain_id, r.supplier_id, r.hostname, (r.labels or {}).get("pool")
+        )
+        for r in rows
+    }
+
+
+def _seen(event: Any) -> Seen:
+    return Seen(event.code, event.severity, event.gpu_index, event.status == "resolved")
+
+
+def repeat_counts(session: Session, policy: XidPolicy, node_id: str, now: datetime) -> dict[str, int]:
+    """How often each repeat rule's thing happened on the node within the rule's window, this evidence included."""
+    counts: dict[str, int] = {}
+    event_rules = [r for r in policy.repeats if r.counts == "fatal_events"]
+    case_rules = [r for r in policy.repeats if r.counts == "cases"]
+    if event_rules:
+        widest = max(r.window for r in event_rules)
+        rows = session.execute(
+            select(EVENTS.c.code, EVENTS.c.severity, EVENTS.c.observed_at).where(
+                EVENTS.c.node_id == node_id, EVENTS.c.observed_at >= now - widest, EVENTS.c.status != "resolved"
+            )
+        ).all()
+        for rule in event_rules:
+            counts[rule.name] = sum(
+                1
+                for r in rows
+                if r.observed_at >= now - rule.window and (policy.rule_for(r.code, r.severity) or _NONE).fatal
+            )
+    if case_rules:
+        widest = max(r.window for r in case_rules)
+        cases = session.execute(
+            select(RemediationCase.kind, RemediationCase.opened_at).where(
+                RemediationCase.node_id == node_id,
+                RemediationCase.opened_at >= now - widest,
+                RemediationCase.dry_run.is_(False),
+            )
+        ).all()
+        for rule in case_rules:
+            kinds = {k.value for k in rule.kinds}
+            counts[rule.name] = 1 + sum(
+                1 for r in cases if r.opened_at >= now - rule.window and (not kinds or r.kind in kinds)
+            )
+    return counts
+
+
+class _NoRule:
+    fatal = False
+
+
+_NONE = _NoRule()
+
+
+class Intake:
+    def __init__(self, actor: str, correlation_prefix: str) -> None:
+        self.actor = actor
+        self.prefix = correlation_prefix
+
+    def process(self, session: Session, now: datetime, book: PolicyBook, limit: int = 1000) -> IntakeResult:
+        query = (
+            select(
+                EVENTS.c.id,
+                EVENTS.c.node_id,
+                EVENTS.c.code,
+                EVENTS.c.severity,
+                EVENTS.c.status,
+                EVENTS.c.gpu_index,
+                EVENTS.c.observed_at,
+                EVENTS.c.data,
+            )
+            .where(EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
+            .order_by(EVENTS.c.id)
+            .limit(limit)
+        )
+        if session.connection().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        events = session.execute(query).all()
+        result = IntakeResult(events=len(events))
+        if not events:
+            return result
+        by_node: dict[str, list[Any]] = defaultdict(list)
+        for e in events:
+            by_node[e.node_id].append(e)
+        nodes = _nodes(session, list(by_node))
+        cases = store.open_cases_of(session, list(by_node))
+        outcome: dict[int, int | None] = {}
+        stale_ids: list[int] = []
+        for node_id, items in by_node.items():
+            node = nodes[node_id]
+            policy = book.get(node.cluster_id, node.pool)
+            horizon = now - timedelta(minutes=policy.settings.stale_after_minutes)
+            fresh = [e for e in items if e.observed_at >= horizon]
+            stale_ids += [e.id for e in items if e.observed_at < horizon]
+            case = cases.get(node_id)
+            if case is not None:
+                self._attach(session, case, items, policy, now)
+                outcome.update({e.id: case.id for e in items})
+                result.attached += len(items)
+                continue
+            verdict = classify(policy, [_seen(e) for e in fresh])
+            if not verdict.actionable or node.state not in SERVING:
+                outcome.update({e.id: None for e in items})
+                result.evidence_only += len(items)
+                continue
+            opened = self._open(session, node, fresh, verdict, policy, now, result)
+            result.opened.append(opened.id)
+            outcome.update({e.id: opened.id for e in items})
+        result.stale = len(stale_ids)
+        for case_id in set(outcome.values()):
+            ids = [i for i, c in outcome.items() if c == case_id]
+            session.execute(update(EVENTS).where(EVENTS.c.id.in_(ids)).values(processed_at=now, case_id=case_id))
+        if stale_ids:
+            for event_id in stale_ids:
+                data = next(dict(e.data or {}) for e in events if e.id == event_id)
+                data["remediation"] = "stale: observed before the policy's stale_after window"
+                session.execute(update(EVENTS).where(EVENTS.c.id == event_id).values(data=data))
+        return result
+
+    def _open(
+        self,
+        session: Session,
+        node: _Node,
+        events: list[Any],
+        verdict: Classification,
+        policy: XidPolicy,
+        now: datetime,
+        result: IntakeResult,
+    ) -> store.CaseRow:
+        start, kind, reason = verdict.action, verdict.kind, "; ".join(verdict.reasons)
+        rule = repeat_escalation(policy, repeat_counts(session, policy, node.id, now))
+        if rule is not None and strength(rule.action) > strength(start):
+            start, kind = rule.action, kind_after(Kind.HARDWARE, rule.action)
+            reason = f"{rule.reason or rule.name}; {reason}"
+        detected = min(min(e.observed_at for e in events), now)
+        component = next((e.data.get("component") for e in events if (e.data or {}).get("component")), None)
+        case = store.insert_case(
+            session,
+            {
+                "node_id": node.id,
+                "open_node_id": node.id,
+                "cluster_id": node.cluster_id,
+                "nvlink_domain_id": node.nvlink_domain_id,
+                "supplier_id": node.supplier_id,
+                "pool": node.pool,
+                "hostname": node.hostname,
+                "state": CaseState.DETECTED.value,
+                "state_since": now,
+                "action": None,
+                "attempt": 0,
+                "start_action": start.value,
+                "floor_action": None,
+                "kind": kind.value,
+                "owner": verdict.owner.value if start is not Action.RMA else "supplier",
+                "drain": verdict.drain.value,
+                "codes": list(verdict.codes),
+                "gpu_index": verdict.gpu_index,
+                "reason": reason,
+                "policy_version": policy.version,
+                "dry_run": False,
+                "human": False,
+                "held": None,
+                "detected_at": detected,
+                "opened_at": now,
+                "next_check_at": now,
+                "deadline_at": None,
+                "pending": {"component": component} if component else {},
+                "plan": {},
+                "correlation_id": f"{self.prefix}-{uuid.uuid4().hex[:16]}",
+                "version": 1,
+            },
+        )
+        store.add_step(
+            session,
+            case.id,
+            now,
+            self.actor,
+            "transition",
+            f"opened: {reason}",
+            to_state=CaseState.DETECTED.value,
+            action=start.value,
+            data={
+                "codes": list(verdict.codes),
+                "kind": kind.value,
+                "owner": case.owner,
+                "events": [e.id for e in events],
+            },
+        )
+        tripped = note_case_opened(session, node.cluster_id, policy, now, self.actor)
+        if tripped is not None:
+            result.tripped[node.cluster_id] = tripped
+        return case
+
+    def _attach(
+        self, session: Session, case: store.CaseRow, events: list[Any], policy: XidPolicy, now: datetime
+    ) -> None:
+        seen = [Seen(c) for c in case.codes] + [_seen(e) for e in events]
+        verdict = classify(policy, seen)
+        codes = sorted(set(case.codes) | set(verdict.codes))
+        stronger = verdict.actionable and strength(verdict.action) > strength(Action(case.start_action))
+        detail = f"{len(events)} more event(s): {', '.join(sorted({e.code for e in events}))}"
+        changes: dict[str, Any] = {"codes": codes}
+        if stronger:
+            changes["start_action"] = verdict.action.value
+            detail += f"; the evidence now asks for {verdict.action.value}"
+        if verdict.kind is Kind.HARDWARE and case.kind != Kind.HARDWARE.value:
+            changes["kind"] = Kind.HARDWARE.value
+        if case.dry_run or case.held:
+            changes["next_check_at"] = now
+        case.set(**changes)
+        store.save(session, case, release=False)
+        store.add_step(session, case.id, now, self.actor, "evidence", detail, data={"events": [e.id for e in events]})
+
+
+def node_events(session: Session, case_id: int) -> list[dict[str, Any]]:
+    """The evidence attached to a case, oldest first."""
+    rows = session.execute(
+        select(
+            EVENTS.c.id,
+            EVENTS.c.source,
+            EVENTS.c.code,
+            EVENTS.c.severity,
+            EVENTS.c.status,
+            EVENTS.c.gpu_index,
+            EVENTS.c.message,
+            EVENTS.c.observed_at,
+            EVENTS.c.received_at,
+        )
+        .where(EVENTS.c.case_id == case_id)
+        .order_by(EVENTS.c.observed_at, EVENTS.c.id)
+    ).all()
+    return [
+        {
+            "id": r.id,
+            "source": r.source,
+            "code": r.code,
+            "severity": r.severity,
+            "status": r.status,
+            "gpu_index": r.gpu_index,
+            "message": r.message,
+            "observed_at": r.observed_at.isoformat(),
+            "received_at": r.received_at.isoformat(),
+        }
+        for r in rows
+    ]
+
+
+def require_node(session: Session, node_id: str) -> None:
+    if session.execute(select(Node.id).where(Node.id == node_id)).first() is None:
+        raise NotFound(f"no node with chassis id '{node_id}'")

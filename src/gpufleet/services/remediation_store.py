@@ -1,0 +1,249 @@
+"""How remediation cases are read, claimed, saved and stepped: plain statements on the tables, one per change.
+
+A case is loaded as a ``CaseRow`` and written back with one UPDATE guarded by its version, so two controller
+processes can never both move the same case: the loser's UPDATE matches no row and it lets the case go. Claiming
+takes due cases with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite's writers already hold its one write lock from
+BEGIN IMMEDIATE) and stamps a short lease, so a case is worked by one process even between its transactions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from gpufleet.adapters.db.models import RemediationCase, RemediationStep
+from gpufleet.domain.remediation import ACTIVE_STATES, FINAL_CASE_STATES, CaseState
+
+CASES = cast(Table, RemediationCase.__table__)
+STEPS = cast(Table, RemediationStep.__table__)
+LEASE = timedelta(minutes=5)
+
+
+@dataclass
+class CaseRow:
+    id: int
+    node_id: str
+    cluster_id: int
+    nvlink_domain_id: int | None
+    supplier_id: int
+    pool: str | None
+    hostname: str
+    state: str
+    state_since: datetime
+    action: str | None
+    attempt: int
+    start_action: str
+    floor_action: str | None
+    kind: str
+    owner: str
+    drain: str
+    codes: list[str]
+    gpu_index: int | None
+    reason: str
+    policy_version: str
+    dry_run: bool
+    human: bool
+    held: str | None
+    detected_at: datetime
+    opened_at: datetime
+    closed_at: datetime | None
+    resolution: str | None
+    next_check_at: datetime | None
+    deadline_at: datetime | None
+    pending: dict[str, Any]
+    run_id: str | None
+    plan: dict[str, Any]
+    ticket_id: int | None
+    correlation_id: str
+    version: int
+    open_node_id: str | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    changed: set[str] = field(default_factory=set, repr=False, compare=False)
+    steps: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
+    """Steps taken since the last save, written with it in one statement."""
+
+    def set(self, **values: Any) -> None:
+        for name, value in values.items():
+            if getattr(self, name) != value:
+                setattr(self, name, value)
+                self.changed.add(name)
+
+    @property
+    def case_state(self) -> CaseState:
+        return CaseState(self.state)
+
+    @property
+    def is_open(self) -> bool:
+        return self.case_state not in FINAL_CASE_STATES
+
+
+_COLUMNS = [f.name for f in fields(CaseRow) if f.name not in ("changed", "steps")]
+_SELECT = select(*(CASES.c[name] for name in _COLUMNS))
+
+
+def _row(values: Any) -> CaseRow:
+    return CaseRow(**{name: values[i] for i, name in enumerate(_COLUMNS)})
+
+
+def load(session: Session, case_id: int) -> CaseRow | None:
+    row = session.execute(_SELECT.where(CASES.c.id == case_id)).one_or_none()
+    return None if row is None else _row(row)
+
+
+def open_case_of(session: Session, node_id: str) -> CaseRow | None:
+    row = session.execute(_SELECT.where(CASES.c.open_node_id == node_id)).one_or_none()
+    return None if row is None else _row(row)
+
+
+def open_cases_of(session: Session, node_ids: list[str]) -> dict[str, CaseRow]:
+    if not node_ids:
+        return {}
+    rows = session.execute(_SELECT.where(CASES.c.open_node_id.in_(node_ids))).all()
+    return {r.node_id: r for r in map(_row, rows)}
+
+
+def insert_case(session: Session, values: dict[str, Any]) -> CaseRow:
+    result = session.execute(insert(CASES).values(**values).returning(*(CASES.c[name] for name in _COLUMNS)))
+    return _row(result.one())
+
+
+def step(
+    case: CaseRow,
+    at: datetime,
+    actor: str,
+    kind: str,
+    detail: str,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    action: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Note a step on the case; it is written with the case's next save."""
+    case.steps.append(
+        {
+            "case_id": case.id,
+            "at": at,
+            "actor": actor,
+            "kind": kind,
+            "from_state": from_state,
+            "to_state": to_state,
+            "action": action,
+            "detail": detail,
+            "data": data or {},
+        }
+    )
+
+
+def save(session: Session, case: CaseRow, release: bool = True) -> bool:
+    """Write what changed and the steps taken (and drop the lease); False when another writer moved the case first."""
+    values = {name: getattr(case, name) for name in case.changed}
+    if release and case.lease_owner is not None:
+        values["lease_owner"] = None
+        values["lease_until"] = None
+    if not values:
+        return _write_steps(session, case)
+    values["version"] = case.version + 1
+    result = session.execute(
+        update(CASES).where(CASES.c.id == case.id, CASES.c.version == case.version).values(**values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    case.version += 1
+    case.changed.clear()
+    _write_steps(session, case)
+    if release:
+        case.lease_owner = case.lease_until = None
+    return True
+
+
+def _write_steps(session: Session, case: CaseRow) -> bool:
+    if case.steps:
+        session.execute(insert(STEPS), case.steps)
+        case.steps = []
+    return True
+
+
+def add_step(
+    session: Session,
+    case_id: int,
+    at: datetime,
+    actor: str,
+    kind: str,
+    detail: str,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    action: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    session.execute(
+        insert(STEPS),
+        {
+            "case_id": case_id,
+            "at": at,
+            "actor": actor,
+            "kind": kind,
+            "from_state": from_state,
+            "to_state": to_state,
+            "action": action,
+            "detail": detail,
+            "data": data or {},
+        },
+    )
+
+
+def claim_due(
+    session: Session, now: datetime, owner: str | None, limit: int, lease: timedelta = LEASE
+) -> list[CaseRow]:
+    """Due cases no other process holds, leased to ``owner`` (no lease without one), oldest due first."""
+    query = (
+        _SELECT.where(
+            CASES.c.next_check_at <= now,
+            or_(CASES.c.lease_until.is_(None), CASES.c.lease_until < now),
+        )
+        .order_by(CASES.c.next_check_at, CASES.c.id)
+        .limit(limit)
+    )
+    if session.connection().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = [_row(r) for r in session.execute(query).all()]
+    if rows and owner is not None:
+        until = now + lease
+        session.execute(
+            update(CASES).where(CASES.c.id.in_([r.id for r in rows])).values(lease_owner=owner, lease_until=until)
+        )
+        for r in rows:
+            r.lease_owner, r.lease_until = owner, until
+    return rows
+
+
+def next_due(session: Session) -> datetime | None:
+    """When the controller next has work (cases only; unprocessed events are work now)."""
+    return session.execute(select(func.min(CASES.c.next_check_at))).scalar_one_or_none()
+
+
+def count_active(session: Session, cluster_id: int, nvlink_domain_id: int | None) -> tuple[int, int]:
+    """Nodes automation holds out of service now, in the cluster and in the NVLink domain (dry runs hold none)."""
+    active = [s.value for s in ACTIVE_STATES]
+    base = select(func.count()).select_from(CASES).where(CASES.c.state.in_(active), CASES.c.dry_run.is_(False))
+    cluster = session.execute(base.where(CASES.c.cluster_id == cluster_id)).scalar_one()
+    domain = 0
+    if nvlink_domain_id is not None:
+        domain = session.execute(
+            base.where(CASES.c.cluster_id == cluster_id, CASES.c.nvlink_domain_id == nvlink_domain_id)
+        ).scalar_one()
+    return int(cluster), int(domain)
+
+
+def opened_since(session: Session, cluster_id: int, since: datetime) -> int:
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(CASES)
+            .where(CASES.c.cluster_id == cluster_id, CASES.c.opened_at >= since, CASES.c.dry_run.is_(False))
+        ).scalar_one()
+    )
