@@ -28,6 +28,7 @@ from gpufleet.adapters.db.models import (
 from gpufleet.domain.lifecycle import NodeState
 from gpufleet.domain.validation import (
     CHECKS,
+    HARDWARE_EVENTS,
     POLICY_FIELDS,
     CheckKind,
     Criteria,
@@ -232,7 +233,7 @@ def _history(session: Session, node_id: str) -> list[HistoryEvent]:
         HistoryEvent(
             r.at,
             r.kind,
-            r.event,
+            _as_seen(r.event, r.data or {}),
             r.from_state,
             r.to_state,
             r.cluster_id,
@@ -240,6 +241,21 @@ def _history(session: Session, node_id: str) -> list[HistoryEvent]:
         )
         for r in rows
     ]
+
+
+def _as_seen(event: str | None, data: dict[str, Any]) -> str | None:
+    """An event as path selection should read it, from what remediation recorded on it.
+
+    A node quarantined by remediation served healthily in the cluster until that moment (``left_healthy``), so for
+    the fast track its stay ended like a planned exit; and a repair that changed no hardware (``hardware_change``
+    false: an application restart, a GPU reset, a reboot or a reimage) is no hardware change. Anything else
+    (a repair by hands, a supplier's return, a GPU swap) still sends the node down the slow path.
+    """
+    if event == "quarantine" and data.get("left_healthy") is True:
+        return "drain"
+    if event in HARDWARE_EVENTS and data.get("hardware_change") is False:
+        return f"{event}:software"
+    return event
 
 
 def _canary(session: Session, node_id: str, cluster_id: int, version: str | None) -> tuple[bool, str | None]:
