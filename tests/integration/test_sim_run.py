@@ -78,7 +78,8 @@ def test_every_transition_is_a_valid_recorded_event(run: tuple[Database, Any]) -
     assert len(moves) == r["transitions"]
     for e in moves:
         assert (e.from_state, e.event, e.to_state) in ALLOWED
-        assert e.actor == "sim:operations" and e.reason and e.correlation_id.startswith("sim-")
+        assert e.actor in ("sim:operations", "controller:remediation") and e.reason
+        assert e.correlation_id.startswith("sim-")
     assert Counter(e.event for e in moves) == Counter(r["transitions_by_event"])
 
 

@@ -29,6 +29,9 @@ from gpufleet.services.clock import Clock, ManualClock
 from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database, open_database
 from gpufleet.services.drivers import ClusterTarget, DriverRegistry
+from gpufleet.services.remediation import Engine as RemediationEngine
+from gpufleet.services.remediation_figures import simulation_figures
+from gpufleet.services.remediation_runtime import TimeFrame
 from gpufleet.services.sim_history import availability, cluster_nodes, node_count, node_states, state_counts
 from gpufleet.services.validation_analytics import validation_figures
 from gpufleet.services.validation_bans import record_ban
@@ -118,6 +121,24 @@ class UnitOfWork:
             context.__exit__(type(exc), exc, exc.__traceback__)
 
 
+class StepWork:
+    """The remediation controller's unit of work inside a simulation: the step's own transaction.
+
+    Checkpoints need no commit here: a simulation that stops loses its in-memory world with it.
+    """
+
+    durable = False
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    def session(self) -> Session:
+        return self.uow.session()
+
+    def checkpoint(self) -> None:
+        return None
+
+
 class Simulation:
     def __init__(
         self,
@@ -164,6 +185,21 @@ class Simulation:
         self.model = FailureModel(scenario, self.seed)
         self.metrics = Metrics(self.model.calibration)
         self.operator = Operator(self)
+        self.remediation = RemediationEngine(
+            self.registry,
+            self.record_clock,
+            correlation_prefix=f"sim-{self.seed}",
+            frame=TimeFrame(scenario.start, self.speed),
+            owner=f"sim-{self.seed}",
+            observer=self.operator,
+            leases=False,
+            # One process, and every override or breaker change comes through this run: no need to re-read them.
+            policy_ttl=timedelta(days=3650),
+            # The simulated suppliers return hardware through the service, which wakes the case at once.
+            supplier_poll=timedelta(days=14),
+        )
+        self._pass_at: float | None = None
+        self._evidence = False
         self.nodes: list[FleetNode] = []
         self.by_id: dict[str, FleetNode] = {}
         self.state_nodes: Counter[str] = Counter()
@@ -260,6 +296,8 @@ class Simulation:
     def resync(self) -> None:
         """Forget every plan and pick each node up again from the state the database holds (after an error)."""
         self._heap.clear()
+        self._pass_at = None
+        self._evidence = True
         stored = node_states(self.db, [n.id for n in self.nodes])
         self.state_nodes.clear()
         self.in_service_gpus = 0
@@ -275,6 +313,7 @@ class Simulation:
                 self.start_service(node)
             else:
                 self.operator.adopt(node, node.state)
+        self.kick_controller()
         self.uow.commit()
 
     def _report(self, what: str, done: int, total: int) -> None:
@@ -328,6 +367,29 @@ class Simulation:
                 self.operator.bring_up(node)
             else:
                 self.operator.adopt(node, node.state)
+
+    # -- the remediation controller, on simulated time ------------------------------------------------------
+
+    def kick_controller(self, evidence: bool = False) -> None:
+        """New evidence or a person's action: the controller takes a pass now (the ingest hook in production)."""
+        self._evidence = self._evidence or evidence
+        self._controller_at(self.t)
+
+    def _controller_at(self, t: float) -> None:
+        if self._pass_at is not None and self._pass_at <= t:
+            return
+        self._pass_at = t
+        self.schedule(t - self.t, self._controller_pass, None, t)
+
+    def _controller_pass(self, _: FleetNode | None, when: float) -> None:
+        if self._pass_at != when:
+            return  # superseded by an earlier pass
+        self._pass_at = None
+        evidence, self._evidence = self._evidence, False
+        report = self.remediation.run_pass(StepWork(self.uow), events=evidence)
+        if report.next_due is not None:
+            delay = (report.next_due - self.record_now()).total_seconds() * self.speed
+            self._controller_at(self.t + max(delay, 1.0))
 
     # -- what the operator calls back ----------------------------------------------------------------------
 
@@ -463,7 +525,7 @@ class Simulation:
             "nodes_by_state": dict(sorted(stored.items())),
         }
         figures = validation_figures(self.db, max(1, math.ceil(self.scenario.failures.reban_window_days)))
-        return {**head, **body, **figures}
+        return {**head, **body, **figures, **simulation_figures(self.db)}
 
     def close(self) -> None:
         if self._db_given is None and getattr(self, "db", None) is not None:

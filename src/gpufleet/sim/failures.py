@@ -28,6 +28,8 @@ HOUR = 3600.0
 
 NODE_DOWN_COMPONENTS = frozenset({"Power Supply", "Server Chassis", "CPU", "System Memory", "IO Expansion Board"})
 """Components whose failure takes the whole host off the network, not just a job."""
+APPLICATION_COMPONENTS = frozenset({"Software Bug", "NCCL Watchdog Timeouts"})
+"""Software faults of the job itself, which restarting it (from its checkpoint) usually gets past."""
 
 
 def spread_sample(rng: random.Random, spread: Spread) -> float:
@@ -68,6 +70,7 @@ class FailureModel:
         self.failure_rng = random.Random(f"{seed}:failures")
         self.repair_rng = random.Random(f"{seed}:repairs")
         self.defect_rng = random.Random(f"{seed}:defects")
+        self.remedy_rng = random.Random(f"{seed}:remedies")
         self._classes: dict[tuple[str, str], FailureClass] = {}
         self._gpus = {s.name: s.gpus_per_node for s in scenario.fleet.skus}
 
@@ -128,12 +131,21 @@ class FailureModel:
         if component.kind == "software":
             action = RepairAction.REIMAGE if component.category == "Dependency" else RepairAction.REBOOT
             seconds = 60.0 * spread_sample(self.repair_rng, self.spec.repair.software_minutes)
-            return Fault(component.name, "software", action, now, _code(component.name), seconds)
+            remedy = None
+            if (
+                component.name in APPLICATION_COMPONENTS
+                and self.remedy_rng.random() < self.spec.repair.restart_app_share
+            ):
+                remedy = "restart_app"
+            return Fault(component.name, "software", action, now, _code(component.name), seconds, remedy=remedy)
         override = self.spec.components.get(component.name)
         share = self.spec.repair.hardware_in_house_share
         if override is not None and override.in_house_share is not None:
             share = override.in_house_share
         action = RepairAction.RESET if self.repair_rng.random() < share else RepairAction.RMA
+        remedy = None
+        if action is RepairAction.RESET and component.category == "GPU":
+            remedy = "reset_gpu" if self.remedy_rng.random() < self.spec.repair.gpu_reset_share else None
         return Fault(
             component.name,
             "hardware",
@@ -142,6 +154,7 @@ class FailureModel:
             _code(component.name),
             0.0,
             unreachable=component.name in NODE_DOWN_COMPONENTS,
+            remedy=remedy,
         )
 
     # -- repair --------------------------------------------------------------------------------------------

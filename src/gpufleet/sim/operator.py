@@ -1,49 +1,47 @@
-"""The operations team of the simulated fleet: what people (and scripts) do today when a node breaks.
+"""The people around the simulated fleet, and the books they keep; remediation itself is the product's controller.
 
-Every step moves the node through the lifecycle service and acts on the cluster through its driver:
+When a node breaks, its health checks report what an operator would see (``telemetry.py``) as health events, and the
+real remediation controller takes it from there on simulated time: quarantine, drain, diagnose, the repair ladder,
+validation, reintegration or the supplier. What is left here is what people and suppliers do:
 
-    failure -> quarantine (cordon) -> drain (deadline) -> drained -> diagnose (maintenance taint, diagnostics)
-      software:        repair (reboot) -> repaired -> validating -> admit (uncordon)
-      hardware fix:    repair (technician, reboot) -> repaired -> validating -> admit
-      supplier's:      escalate_supplier -> awaiting_supplier -> supplier_returned -> validating -> admit
-      did not reboot:  escalate_supplier -> ...
-      failed check:    fail_validation -> diagnosing -> ...
+    bring-up:    provision -> provisioned -> validating -> admit (new hardware, the cluster's slow path)
+    technician:  a case that needs hands (a reseat) is repaired in house after the technician's time
+    supplier:    hardware handed over with an RMA ticket comes back after the supplier's turnaround
 
-Validation runs what the cluster's policy decides for the node (fast track, slow path or canary), and its results
-are recorded as validation history before the node is admitted.
+and the simulator's own tallies, which it keeps by watching the controller (``node_moved`` and ``noted``).
 
-It is one class behind three entry points (``on_failure``, ``bring_up``, ``adopt``) so that the remediation
-controller can take its place without the simulator changing. ``adopt`` picks up a node from whatever state the
-database holds, which is how a restarted demo carries on where it stopped.
+``adopt`` picks up a node from whatever state the database holds, which is how a restarted demo carries on.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gpufleet.adapters.drivers.base import RepairAction, ValidationState, ValidationSuite, Work
+from gpufleet.adapters.drivers.base import ValidationState
 from gpufleet.adapters.drivers.simulated import Fault
 from gpufleet.services.context import Actor, Role
 from gpufleet.services.errors import InvalidTransition, NotFound, VersionConflict
-from gpufleet.services.lifecycle import apply_transition
+from gpufleet.services.lifecycle import TransitionResult, apply_transition
+from gpufleet.services.remediation_cases import act, supplier_returned
+from gpufleet.services.remediation_intake import record_health_event
+from gpufleet.services.remediation_store import CaseRow, open_case_of
 from gpufleet.services.sim_history import node_state
-from gpufleet.sim import validation
+from gpufleet.sim import telemetry, validation
 from gpufleet.sim.calibration import Component
-from gpufleet.sim.failures import DAY, HOUR, spread_sample
+from gpufleet.sim.failures import DAY, HOUR, NODE_DOWN_COMPONENTS, spread_sample
 
 if TYPE_CHECKING:
     from gpufleet.sim.engine import FleetNode, Simulation
 
 MINUTE = 60.0
-DIAGNOSTIC_CHECKS = ("dcgm_r3",)
+REMEDIATION_STATES = frozenset({"quarantined", "draining", "drained", "diagnosing", "repairing", "validating"})
 
 
 @dataclass(eq=False)
 class Case:
-    """One node's trip through remediation (or bring-up), under one correlation id."""
+    """One node's trip through a failure (or bring-up), as the simulator keeps it for its own figures."""
 
     actor: Actor
     kind: str
@@ -51,11 +49,10 @@ class Case:
     started: float
     component: Component | None = None
     fault_kind: str | None = None
-    drain_started: float = 0.0
-    reboot_started: float = 0.0
     run_id: str = ""
     supplier_since: float = 0.0
     plan: validation.Plan | None = None
+    case_id: int | None = None
 
 
 class LostTrack(RuntimeError):
@@ -67,15 +64,14 @@ class Operator:
         self.sim = sim
         self.policy = sim.scenario.policies
         self.rng = random.Random(f"{sim.seed}:operations")
+        self.signal_rng = random.Random(f"{sim.seed}:telemetry")
         self.cases = 0
-        self.diagnostics = ValidationSuite(
-            "diagnostics", DIAGNOSTIC_CHECKS, 1, self.policy.validation.diagnostics_minutes
-        )
+        self.people = Actor(name="sim:operations", role=Role.OPERATOR, correlation_id=f"sim-{sim.seed}-people")
 
     # -- entry points --------------------------------------------------------------------------------------
 
     def on_failure(self, node: FleetNode, component: Component, fault: Fault) -> None:
-        """A fault has happened on an in-service node; the team notices it after the health checks run."""
+        """A fault has happened on an in-service node; its health checks report it a few minutes later."""
         case = self._open(node, "failure")
         case.component = component
         case.fault_kind = fault.kind
@@ -98,150 +94,150 @@ class Operator:
             node.case = None  # someone else's work: leave the node alone
             return
         case = self._open(node, "adopted")
-        driver, host = node.driver, node.hostname
+        session = self.sim.uow.session()
+        open_case = open_case_of(session, node.id)
+        if open_case is not None:
+            case.case_id = open_case.id
+            if open_case.state == "needs_human" and open_case.action == "inspect":
+                self._send_technician(node)
+            self.sim.kick_controller()
         if state in ("received", "provision_failed"):
             event = "provision" if state == "received" else "retry"
             if self._move(node, event, "picking up a node that was waiting for provisioning"):
                 self.sim.schedule(HOUR * spread_sample(self.rng, self.policy.provision_hours), self._provisioned, node)
         elif state == "provisioning":
             self.sim.schedule(HOUR * spread_sample(self.rng, self.policy.provision_hours), self._provisioned, node)
-        elif state == "quarantined":
-            driver.cordon(host, "picked up in quarantine")
-            self._start_drain(node, "picked up in quarantine")
-        elif state == "draining":
-            self._start_drain(node, "picked up while draining", move=False)
-        elif state == "drained":
-            self._diagnose(node)
-        elif state == "diagnosing":
-            self._run_diagnostics(node)
-        elif state == "repairing":
-            self._reboot(node, "picked up during a repair: rebooting")
         elif state == "awaiting_supplier":
             self.sim.world.hand_to_supplier(node.body)
             case.supplier_since = self.sim.t
             self.sim.schedule(self.sim.model.rma_seconds(node.cls), self._supplier_returns, node)
-        elif state == "validating":
+        elif state == "validating" and open_case is None:
             self._validate(node)
 
-    # -- steps ---------------------------------------------------------------------------------------------
+    # -- what the health checks report ---------------------------------------------------------------------
 
     def _detect(self, node: FleetNode, _: Any = None) -> None:
         case = self._case(node)
         component = case.component
         assert component is not None
-        reason = f"{component.name} ({component.kind}) detected by health checks"
-        data = {"component": component.name, "category": component.category, "kind": component.kind}
-        if not self._move(node, "quarantine", reason, data):
+        codes = telemetry.signals(self.signal_rng, component, component.name in NODE_DOWN_COMPONENTS)
+        gpu = self.signal_rng.randrange(node.gpus) if component.category == "GPU" else None
+        now = self.sim.record_now()
+        session = self.sim.uow.session()
+        for code in codes:
+            record_health_event(
+                session,
+                node.id,
+                code,
+                now,
+                now,
+                severity="critical",
+                source="sim",
+                gpu_index=gpu,
+                message=f"{component.name} ({component.kind})",
+                data={"component": component.name, "category": component.category, "kind": component.kind},
+            )
+        self.sim.kick_controller(evidence=True)
+
+    # -- what the controller did (the simulator's books) ---------------------------------------------------
+
+    def node_moved(self, node_id: str, from_state: str, to_state: str, event: str, data: dict[str, Any]) -> None:
+        node = self.sim.by_id.get(node_id)
+        if node is None:
             return
-        node.driver.cordon(node.hostname, reason)
-        self._start_drain(node, reason)
+        self.sim.on_transition(node, from_state, to_state, event)
+        if event == "escalate_supplier":
+            self.sim.metrics.rma += 1
+            self._hand_to_supplier(node)
+        elif event == "admit":
+            self._admitted(node, data.get("path") != "fast_track")
 
-    def _start_drain(self, node: FleetNode, reason: str, move: bool = True) -> None:
-        case = self._case(node)
-        if move and not self._move(node, "drain", f"moving work off: {reason}"):
+    def noted(self, what: str, case: CaseRow, data: dict[str, Any]) -> None:
+        m = self.sim.metrics
+        node = self.sim.by_id.get(case.node_id)
+        if node is None:
             return
-        case.drain_started = self.sim.t
-        deadline = self.sim.clock.now() + timedelta(minutes=self.policy.drain_deadline_minutes)
-        self.sim.metrics.drains += 1
-        status = node.driver.drain(node.hostname, reason, deadline)
-        self._after_drain_check(node, status.complete, status.deadline, status.remaining, bool(status.forced))
+        if node.case is not None:
+            node.case.case_id = case.id
+        if what == "drain_started":
+            m.drains += 1
+        elif what == "drain_forced":
+            m.drains_forced += 1
+        elif what == "drained":
+            m.drain_minutes.append(float(data["minutes"]))
+        elif what == "reboot_requested":
+            m.reboots += 1
+        elif what == "reboot_returned":
+            m.reboots_returned += 1
+            m.reboot_minutes.append(float(data["minutes"]))
+        elif what == "reboot_not_returned":
+            m.reboots_not_returned += 1
+        elif what == "validated":
+            m.validated(str(data["path"]), node.supplier, node.sku, bool(data["failed"]))
+        elif what == "needs_human" and data.get("action") == "inspect":
+            m.in_house += 1
+            self._send_technician(node)
+        elif what == "case_closed" and case.resolution != "reintegrated" and node.state == "in_service":
+            node.case = None
+            self.sim.start_service(node)
 
-    def _check_drain(self, node: FleetNode, _: Any = None) -> None:
-        deadline = self.sim.clock.now() + timedelta(minutes=self.policy.drain_deadline_minutes)
-        status = node.driver.drain(node.hostname, "drain in progress", deadline)
-        self._after_drain_check(node, status.complete, status.deadline, status.remaining, bool(status.forced))
+    def _admitted(self, node: FleetNode, after_hardware: bool) -> None:
+        case = node.case
+        if case is not None and case.kind == "failure" and case.fault_kind is not None:
+            self.sim.metrics.repaired(case.fault_kind, (self.sim.t - case.started) / HOUR)
+        node.case = None
+        self.sim.start_service(node, after_hardware=after_hardware)
 
-    def _after_drain_check(
-        self, node: FleetNode, complete: bool, deadline: datetime, remaining: tuple[Work, ...], forced: bool
-    ) -> None:
-        if forced:
-            self.sim.metrics.drains_forced += 1
-        if complete:
-            case = self._case(node)
-            minutes = (self.sim.t - case.drain_started) / MINUTE
-            self.sim.metrics.drain_minutes.append(minutes)
-            if self._move(node, "drained", "no work left on the node", {"drain_minutes": round(minutes, 1)}):
-                self._diagnose(node)
-            return
-        now = self.sim.clock.now()
-        ends = [w.expected_end for w in remaining if w.expected_end is not None]
-        wake = min([*ends, deadline]) if ends else deadline
-        delay = max((wake - now).total_seconds(), 1.0)
-        self.sim.schedule(min(delay, MINUTE * self.policy.poll_minutes * 12), self._check_drain, node)
+    # -- people and suppliers ------------------------------------------------------------------------------
 
-    def _diagnose(self, node: FleetNode) -> None:
-        if not self._move(node, "diagnose", "running diagnostics on the idle node"):
-            return
-        node.driver.set_maintenance_taint(node.hostname, "remediation")
-        self._run_diagnostics(node)
-
-    def _run_diagnostics(self, node: FleetNode) -> None:
-        run = node.driver.start_validation(node.hostname, self.diagnostics)
-        self._case(node).run_id = run.run_id
-        self.sim.schedule_at_time(run.expected_end, self._check_diagnostics, node)
-
-    def _check_diagnostics(self, node: FleetNode, _: Any = None) -> None:
-        case = self._case(node)
-        result = node.driver.validation_result(node.hostname, case.run_id)
-        if result.state is ValidationState.RUNNING:
-            self.sim.schedule(MINUTE * self.policy.poll_minutes, self._check_diagnostics, node)
-            return
-        action = result.recommended_action
-        codes = [f.code for f in result.failures]
-        if action is RepairAction.NONE:
-            if self._move(node, "diagnosed_healthy", "diagnostics found nothing"):
-                self._validate(node)
-        elif action in (RepairAction.REBOOT, RepairAction.REIMAGE):
-            if self._move(node, "repair", f"{action.value} to clear {', '.join(codes)}", {"action": action.value}):
-                self._reboot(node, f"{action.value} for {', '.join(codes)}")
-        elif action is RepairAction.RESET:
-            if self._move(node, "repair", f"technician reset/reseat for {', '.join(codes)}", {"action": "reset"}):
-                self.sim.metrics.in_house += 1
-                self.sim.schedule(self.sim.model.in_house_seconds(), self._technician_done, node)
-        else:
-            self._escalate(node, f"supplier repair needed: {', '.join(codes)}", {"codes": codes})
+    def _send_technician(self, node: FleetNode) -> None:
+        self.sim.schedule(self.sim.model.in_house_seconds(), self._technician_done, node)
 
     def _technician_done(self, node: FleetNode, _: Any = None) -> None:
-        self.sim.world.fix(node.body)
-        self._reboot(node, "bringing the node up after the hardware fix")
-
-    def _reboot(self, node: FleetNode, reason: str) -> None:
-        case = self._case(node)
-        case.reboot_started = self.sim.t
-        self.sim.metrics.reboots += 1
-        node.driver.reboot(node.hostname, reason)
-        self.sim.schedule(MINUTE * self.policy.poll_minutes, self._check_boot, node)
-
-    def _check_boot(self, node: FleetNode, _: Any = None) -> None:
-        case = self._case(node)
-        status = node.driver.power_status(node.hostname)
-        waited = self.sim.t - case.reboot_started
-        if status.reachable:
-            self.sim.metrics.reboots_returned += 1
-            self.sim.metrics.reboot_minutes.append(waited / MINUTE)
-            if self._move(node, "repaired", "node is back and healthy after the repair"):
-                self._validate(node)
-        elif waited >= MINUTE * self.policy.reboot_timeout_minutes:
-            self.sim.metrics.reboots_not_returned += 1
-            self._escalate(node, "node did not come back from reboot", {"reboot_minutes": round(waited / MINUTE)})
-        else:
-            self.sim.schedule(MINUTE * self.policy.poll_minutes, self._check_boot, node)
-
-    def _escalate(self, node: FleetNode, reason: str, data: dict[str, Any]) -> None:
-        case = self._case(node)
-        if not self._move(node, "escalate_supplier", reason, data):
+        session = self.sim.uow.session()
+        open_case = open_case_of(session, node.id)
+        if open_case is None or open_case.state != "needs_human":
             return
-        self.sim.metrics.rma += 1
+        self.sim.world.fix(node.body)
+        moves = act(
+            session,
+            open_case.id,
+            "repaired",
+            "technician reseated the part",
+            self.people,
+            self.sim.record_now(),
+            hardware_change=True,
+        )
+        self._moved(node, moves)
+
+    def _hand_to_supplier(self, node: FleetNode) -> None:
+        if node.case is None:
+            node.case = self._new_case("adopted")
+        node.case.supplier_since = self.sim.t
         self.sim.world.hand_to_supplier(node.body)
-        case.supplier_since = self.sim.t
         self.sim.schedule(self.sim.model.rma_seconds(node.cls), self._supplier_returns, node)
 
     def _supplier_returns(self, node: FleetNode, _: Any = None) -> None:
         case = self._case(node)
         self.sim.world.replace_hardware(node.body, defect=self.sim.model.returns_defective(node.cls))
         self.sim.metrics.rma_days.append((self.sim.t - case.supplier_since) / DAY)
-        if self._move(node, "supplier_returned", "supplier returned the hardware"):
-            self._validate(node)
+        session = self.sim.uow.session()
+        try:
+            moves = supplier_returned(
+                session, node.id, self.people, self.sim.record_now(), "supplier returned the hardware"
+            )
+        except (InvalidTransition, NotFound, VersionConflict) as exc:
+            raise LostTrack(f"node {node.id} ({node.hostname}): {exc}") from exc
+        self._moved(node, moves)
+        if case.kind != "failure" and open_case_of(session, node.id) is None:
+            self._validate(node)  # a node handed over before this run, without a case: validate it here
+
+    def _moved(self, node: FleetNode, moves: list[TransitionResult]) -> None:
+        for move in moves:
+            self.sim.on_transition(node, move.from_state, move.to_state, move.event)
+        self.sim.kick_controller()
+
+    # -- bring-up ------------------------------------------------------------------------------------------
 
     def _provisioned(self, node: FleetNode, _: Any = None) -> None:
         self.sim.world.set_defect(node.body, self.sim.model.returns_defective(node.cls))
@@ -271,19 +267,21 @@ class Operator:
         failed = result.state is ValidationState.FAILED
         self.sim.metrics.validated(plan.path, node.supplier, node.sku, failed)
         if failed:
+            # New hardware that fails its checks goes back to the supplier that delivered it.
             codes = [f.code for f in result.failures]
+            reason = f"{plan.path} validation of new hardware failed at pass {result.passes_completed}"
             data = {"path": plan.path, "attempt": plan.attempt, "pass": result.passes_completed, "codes": codes}
-            reason = f"{plan.path} validation failed at pass {result.passes_completed}"
-            if self._move(node, "fail_validation", reason, data):
-                self._run_diagnostics(node)
+            if self._move(node, "fail_validation", reason, data) and self._move(
+                node, "escalate_supplier", f"{reason}: {', '.join(codes)}", {"codes": codes}
+            ):
+                self.sim.metrics.rma += 1
+                self._hand_to_supplier(node)
             return
         data = {"path": plan.path, "attempt": plan.attempt, "passes": result.passes_completed}
         if not self._move(node, "admit", f"passed {result.passes_completed} {plan.suite.name} pass(es)", data):
             return
         node.driver.clear_maintenance_taint(node.hostname)
         node.driver.uncordon(node.hostname, "admitted")
-        if case.kind == "failure" and case.fault_kind is not None:
-            self.sim.metrics.repaired(case.fault_kind, (self.sim.t - case.started) / HOUR)
         if case.kind == "bring_up":
             self.sim.metrics.brought_up_gpus += node.gpus
         node.case = None
@@ -291,11 +289,14 @@ class Operator:
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
 
-    def _open(self, node: FleetNode, kind: str) -> Case:
+    def _new_case(self, kind: str) -> Case:
         self.cases += 1
         correlation = f"sim-{self.sim.seed}-{self.cases}"
         actor = Actor(name="sim:operations", role=Role.OPERATOR, correlation_id=correlation)
-        case = Case(actor, kind, self.sim.t)
+        return Case(actor, kind, self.sim.t)
+
+    def _open(self, node: FleetNode, kind: str) -> Case:
+        case = self._new_case(kind)
         node.case = case
         return case
 

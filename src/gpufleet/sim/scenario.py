@@ -149,6 +149,11 @@ class RepairSpec(_Spec):
     rma_days: RmaDays = RmaDays()
     boot_minutes: Spread = Spread(median=8, p90=20)
     reboot_no_return: float = Field(default=0.02, ge=0, le=1)
+    restart_app_share: float = Field(default=0.8, ge=0, le=1)
+    """Share of the job's own software faults (bugs, collective timeouts) that restarting the job gets past."""
+    gpu_reset_share: float = Field(default=0.6, ge=0, le=1)
+    """Share of the GPU faults repaired in house that a GPU reset clears (the Xid catalog's RESET_GPU); the rest
+    need hands on the part."""
 
 
 class FailureSpec(_Spec):

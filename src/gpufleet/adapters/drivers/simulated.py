@@ -65,6 +65,9 @@ class Fault:
     repair_seconds: float = 0.0
     """For faults a reboot or reimage clears: how long that takes on this node."""
     unreachable: bool = False
+    remedy: str | None = None
+    """The lightest automated fix that clears it: ``restart_app`` (the application failed, the GPU is fine) or
+    ``reset_gpu``; a reboot clears either. ``None``: only what ``action`` says."""
 
 
 @dataclass
@@ -212,7 +215,8 @@ class SimulatedWorld:
             node.booted_at = node.boot_ready_at
             node.boot_ready_at = None
             node.power = PowerState.ON
-            if node.fault is not None and node.fault.action in (RepairAction.REBOOT, RepairAction.REIMAGE):
+            fault = node.fault
+            if fault is not None and (fault.action in (RepairAction.REBOOT, RepairAction.REIMAGE) or fault.remedy):
                 node.fault = None
 
     def reachable(self, node: SimNode) -> bool:
@@ -337,6 +341,18 @@ class SimulatedDriver:
         else:
             n.boot_ready_at = now + timedelta(seconds=self.world.boot_seconds(n))
 
+    def reset_gpu(self, node: str, gpu_index: int | None, reason: str) -> None:
+        """``nvidia-smi -r``: clears what a GPU reset clears; whatever ran on the GPU is gone."""
+        n = self._node(node)
+        if n.fault is not None and n.fault.remedy in ("restart_app", "reset_gpu") and self.world.reachable(n):
+            n.fault = None
+
+    def restart_workload(self, node: str, reason: str) -> None:
+        """Restart the node's GPU services and requeue its work: clears an application's own failure."""
+        n = self._node(node)
+        if n.fault is not None and n.fault.remedy == "restart_app" and self.world.reachable(n):
+            n.fault = None
+
     def power_status(self, node: str) -> PowerStatus:
         n = self._node(node)
         power = n.power
@@ -358,7 +374,8 @@ class SimulatedDriver:
                 suite.checks[0] if suite.checks else suite.name, "UNREACHABLE", "no answer", RepairAction.RMA
             )
             failing_at = 0
-        elif n.fault is not None:
+        elif n.fault is not None and n.fault.remedy != "restart_app":
+            # An application's own failure leaves the GPUs healthy: diagnostics pass.
             check = _failing_check(suite, n.fault.component)
             failure = CheckFailure(check, n.fault.code, n.fault.component, n.fault.action)
             failing_at = 1
