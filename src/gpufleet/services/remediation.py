@@ -220,6 +220,28 @@ class Engine:
         if self.observer is not None:
             self.observer.noted(what, case, data)
 
+    def react(self, work: Work, ids: list[int]) -> PassReport:
+        """Take just-stored events at once and move the cases they opened or woke as far as they go now.
+
+        What ingest calls after its commit, so an Xid on a serving node quarantines it within the request rather
+        than at the next pass; anything left (a busy row, a case leased elsewhere) the regular pass picks up.
+        """
+        report = PassReport()
+        now = self.clock.now()
+        book = self.policies(work.session(), now)
+        report.intake = self.intake.process(work.session(), now, book, ids=ids)
+        self.breakers.update(report.intake.tripped)
+        work.checkpoint()
+        woken = set(report.intake.opened) | set(report.intake.woken)
+        for case_id in sorted(woken):
+            case = store.claim(work.session(), case_id, now, self.owner if self.leases else None)
+            work.checkpoint()
+            if case is not None:
+                self.advance(work, book, case)
+                report.advanced += 1
+                work.checkpoint()
+        return report
+
     def run_pass(self, work: Work, events: bool = True) -> PassReport:
         """Take new evidence, then move every due case; returns when the next case falls due."""
         report = PassReport()

@@ -117,6 +117,8 @@ class IntakeResult:
     events: int = 0
     tripped: dict[int, str] = field(default_factory=dict)
     """Breakers this intake tripped, by cluster."""
+    woken: list[int] = field(default_factory=list)
+    """Open cases the new evidence made due now (held or dry-run cases re-checked)."""
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,10 @@ class Intake:
         self.actor = actor
         self.prefix = correlation_prefix
 
-    def process(self, session: Session, now: datetime, book: PolicyBook, limit: int = 1000) -> IntakeResult:
+    def process(
+        self, session: Session, now: datetime, book: PolicyBook, limit: int = 1000, ids: list[int] | None = None
+    ) -> IntakeResult:
+        """Take unprocessed events (only ``ids`` when given: the ones an ingest just stored) into cases."""
         query = (
             select(
                 EVENTS.c.id,
@@ -211,6 +216,8 @@ class Intake:
             .order_by(EVENTS.c.id)
             .limit(limit)
         )
+        if ids is not None:
+            query = query.where(EVENTS.c.id.in_(ids))
         if session.connection().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         events = session.execute(query).all()
@@ -232,7 +239,8 @@ class Intake:
             stale_ids += [e.id for e in items if e.observed_at < horizon]
             case = cases.get(node_id)
             if case is not None:
-                self._attach(session, case, items, policy, now)
+                if self._attach(session, case, items, policy, now):
+                    result.woken.append(case.id)
                 outcome.update({e.id: case.id for e in items})
                 result.attached += len(items)
                 continue
@@ -331,7 +339,8 @@ class Intake:
 
     def _attach(
         self, session: Session, case: store.CaseRow, events: list[Any], policy: XidPolicy, now: datetime
-    ) -> None:
+    ) -> bool:
+        """Add evidence to the open case; True when the case should be looked at now."""
         seen = [Seen(c) for c in case.codes] + [_seen(e) for e in events]
         verdict = classify(policy, seen)
         codes = sorted(set(case.codes) | set(verdict.codes))
@@ -343,11 +352,13 @@ class Intake:
             detail += f"; the evidence now asks for {verdict.action.value}"
         if verdict.kind is Kind.HARDWARE and case.kind != Kind.HARDWARE.value:
             changes["kind"] = Kind.HARDWARE.value
-        if case.dry_run or case.held:
+        wake = bool(case.dry_run or case.held)
+        if wake:
             changes["next_check_at"] = now
         case.set(**changes)
         store.save(session, case, release=False)
         store.add_step(session, case.id, now, self.actor, "evidence", detail, data={"events": [e.id for e in events]})
+        return wake
 
 
 def node_events(session: Session, case_id: int) -> list[dict[str, Any]]:

@@ -221,6 +221,26 @@ def claim_due(
     return rows
 
 
+def claim(session: Session, case_id: int, now: datetime, owner: str | None, lease: timedelta = LEASE) -> CaseRow | None:
+    """One case, if it is due and no other process holds it."""
+    query = _SELECT.where(
+        CASES.c.id == case_id,
+        CASES.c.next_check_at <= now,
+        or_(CASES.c.lease_until.is_(None), CASES.c.lease_until < now),
+    )
+    if session.connection().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    row = session.execute(query).one_or_none()
+    if row is None:
+        return None
+    case = _row(row)
+    if owner is not None:
+        until = now + lease
+        session.execute(update(CASES).where(CASES.c.id == case_id).values(lease_owner=owner, lease_until=until))
+        case.lease_owner, case.lease_until = owner, until
+    return case
+
+
 def next_due(session: Session) -> datetime | None:
     """When the controller next has work (cases only; unprocessed events are work now)."""
     return session.execute(select(func.min(CASES.c.next_check_at))).scalar_one_or_none()

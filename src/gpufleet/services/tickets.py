@@ -200,7 +200,7 @@ def set_ticket_status(
         ).one_or_none()
         if row is None:
             raise NotFound(f"no ticket with id {ticket_id}")
-        ticket, supplier = row._tuple()
+        ticket, supplier = row
         if ticket.status != status or (external_ref and external_ref != ticket.external_ref):
             ticket.status = status
             if external_ref:

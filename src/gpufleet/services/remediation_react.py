@@ -1,0 +1,53 @@
+"""The immediate reaction to new health events: registered with the ingest hook when this module is imported.
+
+Ingest calls it after its commit with the new event ids, so a fatal Xid on a serving node is quarantined within the
+request that delivered it instead of at the controller's next pass. It uses one engine per database and the
+default driver registry; anything it cannot finish now (a case leased by another process, a budget) the regular
+controller pass carries on with, because the events' ``processed_at`` cursor and the cases' due times say so.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from gpufleet.services.database import Database
+from gpufleet.services.drivers import DriverRegistry, default_registry
+from gpufleet.services.health_ingest import on_ingested
+from gpufleet.services.remediation import Engine, PassReport
+from gpufleet.services.remediation_runtime import DbWork
+
+_engines: dict[int, Engine] = {}
+_lock = threading.Lock()
+_registry: DriverRegistry | None = None
+
+
+def use_registry(registry: DriverRegistry | None) -> None:
+    """Act through this registry's drivers (tests and the simulator's live demo bring their own)."""
+    global _registry
+    with _lock:
+        _registry = registry
+        _engines.clear()
+
+
+def engine_for(db: Database) -> Engine:
+    with _lock:
+        engine = _engines.get(id(db))
+        if engine is None or engine.clock is not db.clock:
+            engine = Engine(_registry or default_registry(), db.clock)
+            _engines[id(db)] = engine
+        return engine
+
+
+def react_now(db: Database, ids: Sequence[int]) -> PassReport | None:
+    if not ids:
+        return None
+    with DbWork(db) as work:
+        return engine_for(db).react(work, list(ids))
+
+
+def react(db: Database, ids: Sequence[int]) -> None:
+    react_now(db, ids)
+
+
+on_ingested(react)
