@@ -8,12 +8,15 @@ import typer
 
 from gpufleet.cli import (
     agent,
+    cases,
     clusters,
     db,
     events,
     imports,
     lifecycle,
     nodes,
+    policy,
+    remediation,
     serve,
     simulate,
     summary,
@@ -60,6 +63,9 @@ app.add_typer(lifecycle.app, name="lifecycle")
 app.add_typer(validation.app, name="validation")
 app.add_typer(events.app, name="events")
 app.add_typer(clusters.app, name="clusters")
+app.add_typer(cases.app, name="cases")
+app.add_typer(policy.app, name="policy")
+app.add_typer(remediation.app, name="remediation")
 app.command("summary")(summary.summary)
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ControllerSpec:
 
 
 class Reconciler(Protocol):
-    spec: ControllerSpec
+    spec: ClassVar[ControllerSpec]
 
     def reconcile(self) -> datetime | None:
         """One pass; returns when there is next work (``None``: nothing scheduled)."""
@@ -48,7 +48,7 @@ T = TypeVar("T")
 def controller(name: str, interval: timedelta, retry: Retry) -> Callable[[type[T]], type[T]]:
     def register(cls: type[T]) -> type[T]:
         spec = ControllerSpec(name, interval, retry, (cls.__doc__ or "").strip().splitlines()[0])
-        cls.spec = spec  # type: ignore[attr-defined]
+        cls.spec = spec  # type: ignore[attr-defined]  # declared as a ClassVar by each controller
         CONTROLLERS[name] = spec
         return cls
 

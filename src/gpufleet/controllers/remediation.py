@@ -8,9 +8,9 @@ asked to act, so a restart observes what happened instead of doing it again.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
-from gpufleet.controllers.base import Retry, controller
+from gpufleet.controllers.base import ControllerSpec, Retry, controller
 from gpufleet.services.database import Database
 from gpufleet.services.drivers import DriverRegistry, default_registry
 from gpufleet.services.remediation import Engine, PassReport
@@ -21,6 +21,8 @@ from gpufleet.services.remediation_runtime import DbWork
 @controller("remediation", interval=timedelta(seconds=10), retry=Retry(timedelta(seconds=1), 2.0, timedelta(minutes=1)))
 class RemediationController:
     """Moves health events into remediation cases and cases through quarantine, repair, validation and back."""
+
+    spec: ClassVar[ControllerSpec]
 
     def __init__(
         self,
@@ -49,3 +51,22 @@ class RemediationController:
         if self.last_delivery is not None:
             out["outbox"] = self.last_delivery.as_dict()
         return out
+
+
+def run(db: Database, once: bool = False, deliver: bool = True, log: Any = None) -> dict[str, Any]:
+    """Run the controller in this process: one pass (``once``) or until interrupted. What the CLI starts."""
+    import signal
+
+    from gpufleet.controllers.base import Runner
+
+    controller = RemediationController(db, deliver=deliver)
+    if once:
+        controller.reconcile()
+        return controller.report()
+    runner = Runner(controller, db.clock.now, log=log)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    try:
+        runner.run()
+    except KeyboardInterrupt:
+        runner.stop()
+    return {"passes": runner.passes, **controller.report()}

@@ -130,14 +130,18 @@ def _pool(cluster_id: int | None, pool: str | None) -> str | None:
     return pool.strip()
 
 
-def _views(session: Session, cluster_id: int | None, pool: str | None, with_revoked: bool) -> list[OverrideView]:
+def _views(
+    session: Session, cluster_id: int | None, pool: str | None, with_revoked: bool, all_pools: bool = False
+) -> list[OverrideView]:
     names = dict(session.execute(select(Cluster.id, Cluster.name)).all())
     query = select(RemediationOverride).order_by(RemediationOverride.id)
     if not with_revoked:
         query = query.where(RemediationOverride.revoked_at.is_(None))
     out = []
     for row in session.scalars(query):
-        applies = row.cluster_id is None or (row.cluster_id == cluster_id and (row.pool is None or row.pool == pool))
+        applies = row.cluster_id is None or (
+            row.cluster_id == cluster_id and (all_pools or row.pool is None or row.pool == pool)
+        )
         if cluster_id is not None and not applies:
             continue
         out.append(
@@ -295,4 +299,4 @@ def list_overrides(
     _reader(actor)
     with db.reader() as session:
         cluster_id, _ = _cluster(session, cluster)
-        return _views(session, cluster_id, None, with_revoked)
+        return _views(session, cluster_id, None, with_revoked, all_pools=True)
