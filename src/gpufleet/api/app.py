@@ -21,6 +21,7 @@ from gpufleet.api.middleware import (
 )
 from gpufleet.api.routes import (
     allocations,
+    cases,
     clusters,
     events,
     health,
@@ -29,6 +30,7 @@ from gpufleet.api.routes import (
     metrics,
     nodes,
     reference,
+    remediation,
     summary,
     tokens,
     transitions,
@@ -92,6 +94,8 @@ def create_app(db: Database | None = None) -> FastAPI:
     for module in (nodes, transitions, summary, lifecycle, reference, imports, allocations, tokens, validation, events):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(clusters.router, prefix=API_PREFIX)
+    app.include_router(cases.router, prefix=API_PREFIX)
+    app.include_router(remediation.router, prefix=API_PREFIX)
     for module in (health, metrics):
         app.include_router(module.router)
         app.include_router(module.router, prefix=API_PREFIX, include_in_schema=False)

@@ -15,6 +15,7 @@ from sqlalchemy import extract, func, select
 from gpufleet.adapters.db.models import Cluster, Node, Sku
 from gpufleet.domain.lifecycle import NodeState
 from gpufleet.services.database import Database
+from gpufleet.services.remediation_figures import Gauge, remediation_gauges
 
 
 @dataclass
@@ -35,6 +36,8 @@ class FleetMetrics:
     """GPU count by state."""
     time_in_state: dict[str, StateTime] = field(default_factory=dict)
     clusters: list[str] = field(default_factory=list)
+    extra: list[Gauge] = field(default_factory=list)
+    """Further gauge families (remediation), emitted as they come."""
 
 
 def fleet_metrics(db: Database) -> FleetMetrics:
@@ -67,4 +70,5 @@ def fleet_metrics(db: Database) -> FleetMetrics:
             times.seconds_sum += max(0.0, int(count) * now_epoch - float(since_sum or 0))
             if oldest is not None:
                 times.seconds_max = max(times.seconds_max, (now - oldest).total_seconds())
+        out.extra = remediation_gauges(session, now)
     return out

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gpufleet.adapters.db.models import Cluster, RemediationCase, Supplier
+from gpufleet.adapters.db.models import Cluster, OutboxMessage, RemediationBreaker, RemediationCase, Supplier
 from gpufleet.domain.remediation import MTTR_GROUPS, CaseState, percentile
 from gpufleet.domain.xid_policy import Kind
 from gpufleet.services.context import Actor
@@ -155,3 +155,81 @@ def simulation_figures(db: Database) -> dict[str, Any]:
         "reboots_returned_share": figures.reboots.get("returned_share"),
         "remediation": figures.as_dict(),
     }
+
+
+class Gauge(NamedTuple):
+    """One Prometheus gauge family: name, help, label names and (label values, value) samples."""
+
+    name: str
+    doc: str
+    labels: tuple[str, ...]
+    samples: list[tuple[tuple[str, ...], float]]
+
+
+SCRAPE_WINDOW = timedelta(days=30)
+
+
+def remediation_gauges(session: Session, now: datetime) -> list[Gauge]:
+    """The remediation figures as gauges: cases by state, MTTR and automation over the last 30 days, reboots,
+    breakers and the outbox."""
+    figures = compute(session, now - SCRAPE_WINDOW)
+    open_by = session.execute(
+        select(RemediationCase.state, Cluster.name, func.count())
+        .join(Cluster, Cluster.id == RemediationCase.cluster_id)
+        .where(RemediationCase.open_node_id.is_not(None))
+        .group_by(RemediationCase.state, Cluster.name)
+    ).all()
+    mttr = [
+        ((group, q), value)
+        for group in ("software", "hardware")
+        for q, value in (("0.5", figures.mttr(group, 0.5)), ("0.9", figures.mttr(group, 0.9)))
+        if value is not None
+    ]
+    automation = [(("all", "fleet"), figures.overall.rate)] + [
+        ((scope, name), tally.rate)
+        for scope, tallies in (("supplier", figures.by_supplier), ("cluster", figures.by_cluster))
+        for name, tally in sorted(tallies.items())
+    ]
+    breakers = session.execute(
+        select(Cluster.name, RemediationBreaker.state).join(Cluster, Cluster.id == RemediationBreaker.cluster_id)
+    ).all()
+    outbox = session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
+    share = figures.reboots.get("returned_share")
+    return [
+        Gauge(
+            "gpufleet_remediation_open_cases",
+            "Open remediation cases by state and cluster",
+            ("state", "cluster"),
+            [((s, c), float(n)) for s, c, n in open_by],
+        ),
+        Gauge(
+            "gpufleet_remediation_mttr_minutes",
+            "Detection to reintegration over the last 30 days",
+            ("kind", "quantile"),
+            [(k, float(v)) for k, v in mttr],
+        ),
+        Gauge(
+            "gpufleet_remediation_automation_ratio",
+            "Cases resolved without a person over the last 30 days",
+            ("scope", "name"),
+            [(k, float(v)) for k, v in automation if v is not None],
+        ),
+        Gauge(
+            "gpufleet_remediation_reboots_returned_ratio",
+            "Share of reboots that came back (last 30 days)",
+            (),
+            [((), float(share))] if share is not None else [],
+        ),
+        Gauge(
+            "gpufleet_remediation_breaker_open",
+            "1 while a cluster's circuit breaker is open",
+            ("cluster",),
+            [((c,), 1.0 if s == "open" else 0.0) for c, s in breakers],
+        ),
+        Gauge(
+            "gpufleet_outbox_messages",
+            "Notifications in the outbox by status",
+            ("status",),
+            [((s,), float(n)) for s, n in outbox],
+        ),
+    ]

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
+from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database
 from gpufleet.services.drivers import DriverRegistry, default_registry
+from gpufleet.services.errors import Forbidden
 from gpufleet.services.health_ingest import on_ingested
 from gpufleet.services.remediation import Engine, PassReport
 from gpufleet.services.remediation_runtime import DbWork
@@ -51,3 +54,11 @@ def react(db: Database, ids: Sequence[int]) -> None:
 
 
 on_ingested(react)
+
+
+def run_once(db: Database, actor: Actor) -> dict[str, Any]:
+    """One controller pass now, for an operator who does not want to wait for the next (API and tests)."""
+    if actor.role < Role.OPERATOR or actor.tenant_scoped:
+        raise Forbidden("running remediation needs the operator role and a token not scoped to a tenant")
+    with DbWork(db) as work:
+        return engine_for(db).run_pass(work).as_dict()

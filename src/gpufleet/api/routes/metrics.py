@@ -52,6 +52,11 @@ class FleetCollector(Collector):
             longest.add_metric([name], times.seconds_max)
         yield total
         yield longest
+        for extra in data.extra:
+            family = GaugeMetricFamily(extra.name, extra.doc, labels=list(extra.labels))
+            for labels, value in extra.samples:
+                family.add_metric(list(labels), value)
+            yield family
 
 
 def registry_for(db: Database) -> CollectorRegistry:

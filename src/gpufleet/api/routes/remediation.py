@@ -1,0 +1,166 @@
+"""Remediation over HTTP: the health policy and its overrides, figures, breakers, tickets, channels, outbox, reboots.
+
+Importing this module registers the immediate reaction to ingested health events (``services.remediation_react``),
+so an API server quarantines a node with a fatal Xid within the ingest request.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from gpufleet.api.auth import Operator, Viewer
+from gpufleet.api.deps import Db
+from gpufleet.api.schemas import PROBLEMS
+from gpufleet.services.remediation_figures import remediation_figures
+from gpufleet.services.remediation_outbox import deliver_due, list_channels, outbox_summary, set_channel
+from gpufleet.services.remediation_policy import list_overrides, revoke_override, set_override, show_policy
+from gpufleet.services.remediation_react import run_once
+from gpufleet.services.remediation_reboots import list_reboots
+from gpufleet.services.remediation_safety import breakers, reset_breaker, trip_breaker
+from gpufleet.services.tickets import list_tickets, set_ticket_status
+
+router = APIRouter(prefix="/remediation", tags=["remediation"], responses=PROBLEMS)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class OverrideIn(_In):
+    key: str = Field(
+        min_length=1,
+        max_length=120,
+        description="code:<code> (e.g. code:xid:79) or setting:<name> (e.g. setting:dry_run).",
+    )
+    value: Any = Field(description="For a code, the rule fields to change (action, kind, owner, fatal, drain).")
+    reason: str = Field(min_length=1, max_length=2000)
+    cluster: str | None = Field(default=None, max_length=100, description="Default: the whole fleet.")
+    pool: str | None = Field(default=None, max_length=100, description="A pool (node label 'pool') of the cluster.")
+
+
+class ReasonIn(_In):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class TicketStatusIn(_In):
+    status: str = Field(min_length=1, max_length=20, description="open, sent, acknowledged, resolved or closed.")
+    reason: str = Field(min_length=1, max_length=2000)
+    external_ref: str | None = Field(default=None, max_length=200, description="The supplier's own reference.")
+
+
+class ChannelIn(_In):
+    url: str = Field(min_length=1, max_length=1000)
+    supplier: str | None = Field(default=None, max_length=100, description="This supplier's tickets go here.")
+    enabled: bool = True
+
+
+@router.get("/policy", summary="The health policy in force for the fleet, a cluster or a pool")
+def get_policy(
+    actor: Viewer,
+    db: Db,
+    cluster: Annotated[str | None, Query(max_length=100)] = None,
+    pool: Annotated[str | None, Query(max_length=100)] = None,
+) -> dict[str, Any]:
+    return show_policy(db, actor, cluster, pool)
+
+
+@router.get("/policy/overrides", summary="Policy overrides in force (or all, with revoked=true)")
+def get_overrides(
+    actor: Viewer,
+    db: Db,
+    cluster: Annotated[str | None, Query(max_length=100)] = None,
+    revoked: bool = False,
+) -> list[dict[str, Any]]:
+    return [o.as_dict() for o in list_overrides(db, actor, cluster, revoked)]
+
+
+@router.post("/policy/overrides", status_code=201, summary="Override a code's rule or a setting, with a reason")
+def post_override(body: OverrideIn, actor: Operator, db: Db) -> dict[str, Any]:
+    return set_override(db, actor, body.key, body.value, body.reason, body.cluster, body.pool).as_dict()
+
+
+@router.post("/policy/overrides/{override_id}/revoke", summary="Take an override back (kept on record)")
+def post_revoke(override_id: int, body: ReasonIn, actor: Operator, db: Db) -> dict[str, Any]:
+    return revoke_override(db, actor, override_id, body.reason).as_dict()
+
+
+@router.get("/figures", summary="MTTR (software/hardware, p50/p90), automation rate by supplier and cluster, reboots")
+def get_figures(
+    actor: Viewer,
+    db: Db,
+    days: Annotated[int | None, Query(ge=1, le=3650, description="Cases of the last N days.")] = None,
+) -> dict[str, Any]:
+    since = db.clock.now() - timedelta(days=days) if days else None
+    return remediation_figures(db, actor, since)
+
+
+@router.get("/breakers", summary="Every cluster's circuit breaker, with why it tripped and what it holds")
+def get_breakers(actor: Viewer, db: Db) -> list[dict[str, Any]]:
+    return [b.as_dict() for b in breakers(db, actor)]
+
+
+@router.post("/breakers/{cluster}/reset", summary="Close a cluster's breaker, with a reason: held cases proceed")
+def post_reset(cluster: str, body: ReasonIn, actor: Operator, db: Db) -> dict[str, Any]:
+    return reset_breaker(db, actor, cluster, body.reason).as_dict()
+
+
+@router.post("/breakers/{cluster}/trip", summary="Stop automation taking nodes out in a cluster, with a reason")
+def post_trip(cluster: str, body: ReasonIn, actor: Operator, db: Db) -> dict[str, Any]:
+    return trip_breaker(db, actor, cluster, body.reason).as_dict()
+
+
+@router.get("/tickets", summary="Supplier tickets, one per hardware unit, with the evidence")
+def get_tickets(
+    actor: Viewer,
+    db: Db,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    supplier: Annotated[str | None, Query(max_length=100)] = None,
+) -> list[dict[str, Any]]:
+    return list_tickets(db, actor, status, supplier)
+
+
+@router.post("/tickets/{ticket_id}/status", summary="Record what the supplier said about a ticket")
+def post_ticket_status(ticket_id: int, body: TicketStatusIn, actor: Operator, db: Db) -> dict[str, Any]:
+    return set_ticket_status(db, actor, ticket_id, body.status, body.reason, body.external_ref)
+
+
+@router.get("/channels", summary="Notification channels (webhooks)")
+def get_channels(actor: Viewer, db: Db) -> list[dict[str, Any]]:
+    return list_channels(db, actor)
+
+
+@router.put("/channels/{name}", summary="Add or change a webhook channel")
+def put_channel(name: str, body: ChannelIn, actor: Operator, db: Db) -> dict[str, Any]:
+    return set_channel(db, actor, name, body.url, body.supplier, body.enabled)
+
+
+@router.get("/outbox", summary="Messages waiting to be delivered (and why), and the latest sent")
+def get_outbox(actor: Viewer, db: Db) -> dict[str, Any]:
+    return outbox_summary(db, actor)
+
+
+@router.post("/outbox/deliver", summary="Deliver what is due now")
+async def post_deliver(actor: Operator, db: Db) -> dict[str, Any]:
+    del actor  # checked by the dependency: delivering needs the operator role
+    report = await run_in_threadpool(deliver_due, db)
+    return report.as_dict()
+
+
+@router.get("/reboots", summary="Reboots asked for or seen: went down, came back, how long; the share returned")
+def get_reboots(
+    actor: Viewer,
+    db: Db,
+    cluster: Annotated[str | None, Query(max_length=100)] = None,
+    outcome: Annotated[str | None, Query(max_length=20)] = None,
+) -> dict[str, Any]:
+    return list_reboots(db, actor, cluster, outcome)
+
+
+@router.post("/run", summary="One remediation pass now (the controller also runs on its own)")
+def post_run(actor: Operator, db: Db) -> dict[str, Any]:
+    return run_once(db, actor)
