@@ -71,6 +71,14 @@ def test_an_application_fault_is_restarted_fast_tracked_and_back_within_minutes(
         assert all(e.case_id == case.id and e.processed_at is not None for e in events)
     driver_node = h.world.node("east-frontier", "host-e1")
     assert driver_node.schedulable and driver_node.fault is None
+    figures = remediation_figures(h.db, ADMIN)
+    assert figures["mttr_minutes"]["software"] == {"count": 1, "p50": round(minutes, 1), "p90": round(minutes, 1)}
+    assert figures["automation"]["rate"] == 1.0
+    breakdown = figures["mttr_breakdown"]["software"]
+    assert breakdown["cases"] == 1 and sum(breakdown["mean_minutes_by_state"].values()) == pytest.approx(
+        minutes, abs=0.2
+    )
+    assert "validating" in breakdown["share_by_state"]
 
 
 def test_repeated_deliveries_and_later_evidence_make_one_case(h: Harness) -> None:

@@ -17,7 +17,14 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gpufleet.adapters.db.models import Cluster, OutboxMessage, RemediationBreaker, RemediationCase, Supplier
+from gpufleet.adapters.db.models import (
+    Cluster,
+    OutboxMessage,
+    RemediationBreaker,
+    RemediationCase,
+    RemediationStep,
+    Supplier,
+)
 from gpufleet.domain.remediation import MTTR_GROUPS, CaseState, percentile
 from gpufleet.domain.xid_policy import Kind
 from gpufleet.services.context import Actor
@@ -134,17 +141,56 @@ def compute(session: Session, since: datetime | None = None) -> Figures:
     return out
 
 
+def mttr_breakdown(session: Session, since: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """Where repair time goes: for reintegrated cases of each group, the mean minutes spent in each case state and
+    its share of the total (what dominates hardware MTTR: the supplier's turnaround, validation, diagnosis...)."""
+    cases = select(RemediationCase.id, RemediationCase.kind, RemediationCase.detected_at).where(
+        RemediationCase.resolution == "reintegrated", RemediationCase.dry_run.is_(False)
+    )
+    if since is not None:
+        cases = cases.where(RemediationCase.opened_at >= since)
+    kinds = {r.id: (MTTR_GROUPS.get(Kind(r.kind), "hardware"), r.detected_at) for r in session.execute(cases)}
+    totals: dict[str, dict[str, float]] = {"software": defaultdict(float), "hardware": defaultdict(float)}
+    counts = {"software": 0, "hardware": 0}
+    steps = session.execute(
+        select(RemediationStep.case_id, RemediationStep.at, RemediationStep.to_state)
+        .where(RemediationStep.kind == "transition", RemediationStep.case_id.in_(select(cases.subquery().c.id)))
+        .order_by(RemediationStep.case_id, RemediationStep.id)
+    ).all()
+    previous: dict[int, tuple[str, datetime]] = {}
+    for case_id, at, to_state in steps:
+        group, detected = kinds[case_id]
+        state, since_at = previous.get(case_id, ("detected", detected))
+        totals[group][state] += (at - since_at).total_seconds() / 60
+        previous[case_id] = (to_state or state, at)
+        if to_state == CaseState.REINTEGRATED.value:
+            counts[group] += 1
+    out: dict[str, dict[str, Any]] = {}
+    for group, spent in totals.items():
+        n = counts[group]
+        whole = sum(spent.values()) or 1.0
+        out[group] = {
+            "cases": n,
+            "mean_minutes_by_state": {k: round(v / n, 1) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
+            if n
+            else {},
+            "share_by_state": {k: round(v / whole, 3) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])},
+        }
+    return out
+
+
 def remediation_figures(db: Database, actor: Actor, since: datetime | None = None) -> dict[str, Any]:
     if actor.tenant_scoped:
         raise Forbidden("remediation figures are fleet data; a tenant-scoped token cannot read them")
     with db.reader() as session:
-        return compute(session, since).as_dict()
+        return {**compute(session, since).as_dict(), "mttr_breakdown": mttr_breakdown(session, since)}
 
 
 def simulation_figures(db: Database) -> dict[str, Any]:
     """The figures ``gpufleet simulate`` adds to its JSON, from what the product recorded."""
     with db.reader() as session:
         figures = compute(session)
+        breakdown = mttr_breakdown(session)
     return {
         "mttr_software_min_p50": figures.mttr("software", 0.5),
         "mttr_software_min_p90": figures.mttr("software", 0.9),
@@ -153,7 +199,7 @@ def simulation_figures(db: Database) -> dict[str, Any]:
         "automation_rate": figures.overall.rate,
         "cases_total": figures.cases_total,
         "reboots_returned_share": figures.reboots.get("returned_share"),
-        "remediation": figures.as_dict(),
+        "remediation": {**figures.as_dict(), "mttr_breakdown": breakdown},
     }
 
 
