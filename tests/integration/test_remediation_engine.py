@@ -221,3 +221,15 @@ def test_a_step_past_its_time_limit_escalates_instead_of_waiting(db: Database, c
     assert stuck and any("diagnosing limit" in d for d in stuck) and any("validating limit" in d for d in stuck)
     climbed = [s.action for s in h.steps(case.id) if s.to_state == "repairing"]
     assert climbed[0] == "restart_app" and "reboot" in climbed
+
+
+def test_a_reboot_nobody_asked_for_is_tracked_as_observed(h: Harness) -> None:
+    down = h.clock.now() - timedelta(minutes=12)
+    h.report("E12", "node:rebooted", data={"went_down_at": down.isoformat(), "reason": "kernel panic"})
+    report = h.run()
+    assert report.intake.evidence_only == 1 and h.cases("E12") == []
+    with h.db.reader() as session:
+        reboot = session.execute(select(Reboot).where(Reboot.node_id == node_id("E12"))).scalar_one()
+        assert (reboot.source, reboot.outcome, reboot.reason) == ("observed", "returned", "kernel panic")
+        assert reboot.seconds == 12 * 60 and reboot.went_down_at == down
+    assert remediation_figures(h.db, ADMIN)["reboots"]["observed"] == 1

@@ -37,12 +37,14 @@ from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database
 from gpufleet.services.errors import Forbidden, InvalidInput, NotFound
 from gpufleet.services.remediation_policy import PolicyBook
+from gpufleet.services.remediation_reboots import reboot_observed
 from gpufleet.services.remediation_safety import note_case_opened
 
 EVENTS = cast(Table, HealthEvent.__table__)
 SEVERITIES = ("info", "warning", "critical")
 SERVING = (NodeState.IN_SERVICE.value, NodeState.VALIDATING.value)
 FUTURE_SLACK = timedelta(minutes=5)
+REBOOTED = "node:rebooted"
 
 
 def record_health_event(
@@ -229,6 +231,9 @@ class Intake:
             by_node[e.node_id].append(e)
         nodes = _nodes(session, list(by_node))
         cases = store.open_cases_of(session, list(by_node))
+        for e in events:
+            if e.code == REBOOTED:
+                self._observed_reboot(session, nodes[e.node_id], cases.get(e.node_id), e)
         outcome: dict[int, int | None] = {}
         stale_ids: list[int] = []
         for node_id, items in by_node.items():
@@ -262,6 +267,22 @@ class Intake:
                 data["remediation"] = "stale: observed before the policy's stale_after window"
                 session.execute(update(EVENTS).where(EVENTS.c.id == event_id).values(data=data))
         return result
+
+    def _observed_reboot(self, session: Session, node: _Node, case: store.CaseRow | None, event: Any) -> None:
+        """A reboot nobody here asked for, reported as ``node:rebooted`` (``data.went_down_at`` when known)."""
+        data = dict(event.data or {})
+        went_down = None
+        if isinstance(data.get("went_down_at"), str):
+            try:
+                went_down = datetime.fromisoformat(data["went_down_at"].replace("Z", "+00:00"))
+            except ValueError:
+                went_down = None
+        if went_down is not None and (went_down.tzinfo is None or went_down > event.observed_at):
+            went_down = None
+        reason = str(data.get("reason") or "observed: the node rebooted on its own")
+        reboot_observed(
+            session, node.id, node.cluster_id, went_down, event.observed_at, reason, case.id if case else None
+        )
 
     def _open(
         self,
