@@ -33,9 +33,7 @@ from gpufleet.domain.xid_policy import (
     strength,
 )
 from gpufleet.services import remediation_store as store
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database
-from gpufleet.services.errors import Forbidden, InvalidInput, NotFound
+from gpufleet.services.errors import InvalidInput
 from gpufleet.services.remediation_policy import PolicyBook
 from gpufleet.services.remediation_reboots import reboot_observed
 from gpufleet.services.remediation_safety import note_case_opened
@@ -43,7 +41,6 @@ from gpufleet.services.remediation_safety import note_case_opened
 EVENTS = cast(Table, HealthEvent.__table__)
 SEVERITIES = ("info", "warning", "critical")
 SERVING = (NodeState.IN_SERVICE.value, NodeState.VALIDATING.value)
-FUTURE_SLACK = timedelta(minutes=5)
 REBOOTED = "node:rebooted"
 
 
@@ -96,18 +93,6 @@ def record_health_event(
         )
     )
     return int(result.scalar_one())
-
-
-def report_health_event(db: Database, actor: Actor, node_ref: str, code: str, **fields: Any) -> int | None:
-    """An operator's (or a script's) own observation of a node, recorded like any telemetry."""
-    if actor.role < Role.OPERATOR or actor.tenant_scoped:
-        raise Forbidden("reporting health events needs the operator role and a token not scoped to a tenant")
-    from gpufleet.services.node_refs import resolve_node_id
-
-    now = db.clock.now()
-    with db.transaction() as session:
-        node_id = resolve_node_id(session, node_ref, actor, now)
-        return record_health_event(session, node_id, code, fields.pop("observed_at", now), now, **fields)
 
 
 @dataclass
@@ -413,8 +398,3 @@ def node_events(session: Session, case_id: int) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
-
-
-def require_node(session: Session, node_id: str) -> None:
-    if session.execute(select(Node.id).where(Node.id == node_id)).first() is None:
-        raise NotFound(f"no node with chassis id '{node_id}'")
