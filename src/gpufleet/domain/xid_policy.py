@@ -195,16 +195,27 @@ class XidPolicy:
     backoff: Backoff
     settings: Settings = Settings()
     source: str = ""
+    _prefixed: dict[tuple[str, str], CodeRule | None] = field(
+        default_factory=dict, compare=False, repr=False, init=False
+    )
+    """Rules already derived from a prefix, per (code, severity): a burst of telemetry repeats a few codes."""
 
     def rule_for(self, code: str, severity: str = "critical") -> CodeRule | None:
         rule = self.codes.get(code)
         if rule is not None:
             return rule
+        key = (code, severity)
+        if key in self._prefixed:
+            return self._prefixed[key]
         rank = _severity_rank(severity)
+        found = None
         for prefix in self.prefixes:
             if code.startswith(prefix.prefix) and rank >= _severity_rank(prefix.min_severity):
-                return replace(prefix.rule, code=code)
-        return None
+                found = replace(prefix.rule, code=code)
+                break
+        if len(self._prefixed) < 10_000:
+            self._prefixed[key] = found
+        return found
 
     def step(self, action: Action) -> LadderStep | None:
         return next((s for s in self.ladder if s.action is action), None)
@@ -289,7 +300,9 @@ def classify(policy: XidPolicy, seen: Iterable[Seen]) -> Classification:
                 reasons.append(related.reason)
     chosen = [r for r in decided.values() if r.action is not Action.NONE]
     if not chosen:
-        return replace(NOTHING, codes=tuple(sorted(present)), reasons=tuple(reasons))
+        return Classification(
+            Action.NONE, Kind.SOFTWARE, Owner.US, Drain.IMMEDIATE, False, tuple(sorted(present)), tuple(reasons)
+        )
     top = max(chosen, key=lambda r: (strength(r.action), r.kind is Kind.HARDWARE, r.code))
     hardware = [r for r in chosen if r.kind is Kind.HARDWARE]
     kind = Kind.HARDWARE if hardware else top.kind

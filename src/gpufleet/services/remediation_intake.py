@@ -133,6 +133,12 @@ def _nodes(session: Session, ids: list[str]) -> dict[str, _Node]:
     }
 
 
+def _data(session: Session, event_id: int) -> dict[str, Any]:
+    """An event's data, read only where it is needed: decoding it for every event of a burst costs more than the
+    rest of the intake."""
+    return dict(session.execute(select(EVENTS.c.data).where(EVENTS.c.id == event_id)).scalar_one() or {})
+
+
 def _seen(event: Any) -> Seen:
     return Seen(event.code, event.severity, event.gpu_index, event.status == "resolved")
 
@@ -197,7 +203,6 @@ class Intake:
                 EVENTS.c.status,
                 EVENTS.c.gpu_index,
                 EVENTS.c.observed_at,
-                EVENTS.c.data,
             )
             .where(EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
             .order_by(EVENTS.c.id)
@@ -214,16 +219,30 @@ class Intake:
         by_node: dict[str, list[Any]] = defaultdict(list)
         for e in events:
             by_node[e.node_id].append(e)
-        nodes = _nodes(session, list(by_node))
         cases = store.open_cases_of(session, list(by_node))
+        # Most telemetry is noise the policy ignores: when no override depends on where a node is, decide first
+        # and read only the nodes that may get a case (or an observed reboot).
+        uniform = book.get(None) if book.uniform else None
+        wanted = list(by_node)
+        verdicts: dict[str, Classification] = {}
+        if uniform is not None:
+            horizon = now - timedelta(minutes=uniform.settings.stale_after_minutes)
+            for n, items in by_node.items():
+                verdicts[n] = classify(uniform, [_seen(e) for e in items if e.observed_at >= horizon])
+            wanted = [
+                n
+                for n, items in by_node.items()
+                if n in cases or verdicts[n].actionable or any(e.code == REBOOTED for e in items)
+            ]
+        nodes = _nodes(session, wanted) if wanted else {}
         for e in events:
             if e.code == REBOOTED:
-                self._observed_reboot(session, nodes[e.node_id], cases.get(e.node_id), e)
+                self._observed_reboot(session, nodes[e.node_id], cases.get(e.node_id), e, _data(session, e.id))
         outcome: dict[int, int | None] = {}
         stale_ids: list[int] = []
         for node_id, items in by_node.items():
-            node = nodes[node_id]
-            policy = book.get(node.cluster_id, node.pool)
+            node = nodes.get(node_id)
+            policy = uniform or book.get(node.cluster_id if node else None, node.pool if node else None)
             horizon = now - timedelta(minutes=policy.settings.stale_after_minutes)
             fresh = [e for e in items if e.observed_at >= horizon]
             stale_ids += [e.id for e in items if e.observed_at < horizon]
@@ -234,8 +253,8 @@ class Intake:
                 outcome.update({e.id: case.id for e in items})
                 result.attached += len(items)
                 continue
-            verdict = classify(policy, [_seen(e) for e in fresh])
-            if not verdict.actionable or node.state not in SERVING:
+            verdict = verdicts.get(node_id) or classify(policy, [_seen(e) for e in fresh])
+            if node is None or not verdict.actionable or node.state not in SERVING:
                 outcome.update({e.id: None for e in items})
                 result.evidence_only += len(items)
                 continue
@@ -246,16 +265,16 @@ class Intake:
         for case_id in set(outcome.values()):
             ids = [i for i, c in outcome.items() if c == case_id]
             session.execute(update(EVENTS).where(EVENTS.c.id.in_(ids)).values(processed_at=now, case_id=case_id))
-        if stale_ids:
-            for event_id in stale_ids:
-                data = next(dict(e.data or {}) for e in events if e.id == event_id)
-                data["remediation"] = "stale: observed before the policy's stale_after window"
-                session.execute(update(EVENTS).where(EVENTS.c.id == event_id).values(data=data))
+        for event_id in stale_ids:
+            data = _data(session, event_id)
+            data["remediation"] = "stale: observed before the policy's stale_after window"
+            session.execute(update(EVENTS).where(EVENTS.c.id == event_id).values(data=data))
         return result
 
-    def _observed_reboot(self, session: Session, node: _Node, case: store.CaseRow | None, event: Any) -> None:
+    def _observed_reboot(
+        self, session: Session, node: _Node, case: store.CaseRow | None, event: Any, data: dict[str, Any]
+    ) -> None:
         """A reboot nobody here asked for, reported as ``node:rebooted`` (``data.went_down_at`` when known)."""
-        data = dict(event.data or {})
         went_down = None
         if isinstance(data.get("went_down_at"), str):
             try:
@@ -285,7 +304,7 @@ class Intake:
             start, kind = rule.action, kind_after(Kind.HARDWARE, rule.action)
             reason = f"{rule.reason or rule.name}; {reason}"
         detected = min(min(e.observed_at for e in events), now)
-        component = next((e.data.get("component") for e in events if (e.data or {}).get("component")), None)
+        component = next((d["component"] for d in (_data(session, e.id) for e in events) if d.get("component")), None)
         case = store.insert_case(
             session,
             {

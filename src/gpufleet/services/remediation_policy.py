@@ -57,6 +57,11 @@ class PolicyBook:
             self._by_scope.setdefault((row.cluster_id, row.pool), []).append((row.key, row.value))
         self._built: dict[Scope, XidPolicy] = {}
 
+    @property
+    def uniform(self) -> bool:
+        """No override names a cluster or pool: one policy holds everywhere."""
+        return all(scope == (None, None) for scope in self._by_scope)
+
     def get(self, cluster_id: int | None, pool: str | None = None) -> XidPolicy:
         key = (cluster_id, pool)
         policy = self._built.get(key)

@@ -42,15 +42,52 @@ def engine_for(db: Database) -> Engine:
         return engine
 
 
+CHUNK = 1000
+
+
 def react_now(db: Database, ids: Sequence[int]) -> PassReport | None:
-    if not ids:
-        return None
-    with DbWork(db) as work:
-        return engine_for(db).react(work, list(ids))
+    """React to these events now, in this thread; ``None`` when there were none."""
+    report = None
+    for start in range(0, len(ids), CHUNK):
+        with DbWork(db) as work:
+            report = engine_for(db).react(work, list(ids[start : start + CHUNK]))
+    return report
+
+
+class _Pending:
+    """Events waiting for a reaction while another thread is already reacting for the same database."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ids: list[int] = []
+        self.running = False
+
+
+_pending: dict[int, _Pending] = {}
+MAX_ROUNDS = 50
 
 
 def react(db: Database, ids: Sequence[int]) -> None:
-    react_now(db, ids)
+    """The ingest callback. When another thread is already reacting for this database, hand it the ids and
+    return: it takes them in its next round, so under a burst the reactions batch up instead of queueing for
+    SQLite's one write lock one ingest at a time. Alone, it reacts before returning."""
+    with _lock:
+        pending = _pending.setdefault(id(db), _Pending())
+    with pending.lock:
+        pending.ids.extend(ids)
+        if pending.running:
+            return
+        pending.running = True
+    try:
+        for _ in range(MAX_ROUNDS):
+            with pending.lock:
+                batch, pending.ids = pending.ids, []
+                if not batch:
+                    break
+            react_now(db, batch)
+    finally:
+        with pending.lock:
+            pending.running = False
 
 
 on_ingested(react)

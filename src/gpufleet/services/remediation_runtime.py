@@ -149,14 +149,20 @@ class ClusterBook:
         return facts.size
 
     def domain(self, session: Session, domain_id: int, now: datetime) -> tuple[str, int]:
+        """The domain's name and size. Every domain is sized in one grouped read, since a burst of faults
+        touches many domains and a read per domain would scan the node table each time."""
         cached = self.domains.get(domain_id)
         if cached is None or now - cached[2] > SIZE_TTL or now < cached[2]:
-            name = session.execute(select(NvlinkDomain.name).where(NvlinkDomain.id == domain_id)).scalar_one()
-            size = session.execute(
-                select(func.count()).select_from(Node).where(Node.nvlink_domain_id == domain_id)
-            ).scalar_one()
-            cached = (name, int(size), now)
-            self.domains[domain_id] = cached
+            sizes = dict(
+                session.execute(
+                    select(Node.nvlink_domain_id, func.count())
+                    .where(Node.nvlink_domain_id.is_not(None), Node.state.in_(COUNTED_STATES))
+                    .group_by(Node.nvlink_domain_id)
+                ).all()
+            )
+            names = dict(session.execute(select(NvlinkDomain.id, NvlinkDomain.name)).all())
+            self.domains = {i: (names.get(i, str(i)), int(n), now) for i, n in sizes.items() if i is not None}
+            cached = self.domains.setdefault(domain_id, (names.get(domain_id, str(domain_id)), 0, now))
         return cached[0], cached[1]
 
     def forget(self) -> None:

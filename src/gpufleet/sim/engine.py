@@ -192,9 +192,10 @@ class Simulation:
             frame=TimeFrame(scenario.start, self.speed),
             owner=f"sim-{self.seed}",
             observer=self.operator,
-            leases=False,
-            # One process, and every override or breaker change comes through this run: no need to re-read them.
-            policy_ttl=timedelta(days=3650),
+            # A run of its own is one process whose overrides and breakers change only through it; a live demo
+            # shares its database with the API, where people change them.
+            leases=live,
+            policy_ttl=timedelta(seconds=30) if live else timedelta(days=3650),
             # The simulated suppliers return hardware through the service, which wakes the case at once.
             supplier_poll=timedelta(days=14),
         )
