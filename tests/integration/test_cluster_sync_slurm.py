@@ -115,7 +115,7 @@ def test_reboots_that_return_are_recorded_and_those_that_do_not_are_escalated(
     slurm.no_return("gpu-006")
     reboot_in_scheduler(db, "gpu-005", "kernel update", OPERATOR, registry=registry)
     reboot_in_scheduler(db, "gpu-006", "kernel update", OPERATOR, registry=registry)
-    slurm.wait("gpu-005 to come back", lambda: slurm.state("gpu-005") == "idle", timeout=30)
+    slurm.wait("gpu-005 to come back", lambda: slurm.state("gpu-005") == "idle", timeout=90)
     slurm.wait(
         "gpu-006's reboot to be issued", lambda: "reboot" in slurm.state("gpu-006") or "down" in slurm.state("gpu-006")
     )
