@@ -259,22 +259,3 @@ def test_an_xid_arriving_through_ingest_quarantines_its_node_in_the_same_request
     finally:
         use_registry(None)
     assert ADMIN.role > OPERATOR.role
-
-
-def test_an_ingest_during_another_reaction_hands_its_events_over(db: Database, clock: ManualClock) -> None:
-    from gpufleet.services import remediation_react
-
-    h = harness(db, clock)
-    use_registry(h.registry)
-    try:
-        ids = [i for i in h.report("E9", "xid:79") if i is not None]
-        pending = remediation_react._pending.setdefault(id(db), remediation_react._Pending())
-        pending.running = True  # another thread is reacting right now
-        remediation_react.react(db, ids)
-        assert h.cases("E9") == [] and pending.ids == ids  # handed over, not waited for
-        pending.running = False
-        remediation_react.react(db, [])  # the reacting thread's next round takes them
-        assert h.case("E9").codes == ["xid:79"] and h.node_state("E9") == "diagnosing"
-        assert pending.ids == [] and not pending.running
-    finally:
-        use_registry(None)

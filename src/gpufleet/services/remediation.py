@@ -37,6 +37,8 @@ from gpufleet.services.tickets import open_ticket
 
 ACTOR = "controller:remediation"
 MAX_MOVES = 16
+INTAKE_BATCH = 2000
+MAX_INTAKE_BATCHES = 100
 DRY_RUN_QUIET = timedelta(hours=1)
 MIN_WAIT = timedelta(seconds=1)
 
@@ -248,9 +250,14 @@ class Engine:
         now = self.clock.now()
         book = self.policies(work.session(), now)
         if events:
-            report.intake = self.intake.process(work.session(), now, book)
-            self.breakers.update(report.intake.tripped)
-            work.checkpoint()
+            # A backlog (noise the reaction left to this pass) is taken in batches, each its own transaction.
+            for _ in range(MAX_INTAKE_BATCHES):
+                batch = self.intake.process(work.session(), now, book, limit=INTAKE_BATCH)
+                self.breakers.update(batch.tripped)
+                work.checkpoint()
+                report.intake.merge(batch)
+                if batch.events < INTAKE_BATCH:
+                    break
         while True:
             due = store.claim_due(work.session(), now, self.owner if self.leases else None, self.batch)
             work.checkpoint()

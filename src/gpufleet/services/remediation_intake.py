@@ -107,6 +107,15 @@ class IntakeResult:
     woken: list[int] = field(default_factory=list)
     """Open cases the new evidence made due now (held or dry-run cases re-checked)."""
 
+    def merge(self, other: IntakeResult) -> None:
+        self.opened += other.opened
+        self.woken += other.woken
+        self.attached += other.attached
+        self.evidence_only += other.evidence_only
+        self.stale += other.stale
+        self.events += other.events
+        self.tripped.update(other.tripped)
+
 
 @dataclass(frozen=True)
 class _Node:
@@ -189,6 +198,44 @@ class Intake:
     def __init__(self, actor: str, correlation_prefix: str) -> None:
         self.actor = actor
         self.prefix = correlation_prefix
+
+    def triage(self, session: Session, now: datetime, book: PolicyBook, ids: list[int]) -> list[int]:
+        """Which of these new events need a decision now, read without writing: those that may open a case or belong
+        to one, and observed reboots. The rest is noise the policy ignores; the controller's next pass marks it
+        processed in bulk, so a burst of it never queues for the write lock ahead of a real fault."""
+        if not book.uniform:
+            return list(ids)
+        policy = book.get(None)
+        horizon = now - timedelta(minutes=policy.settings.stale_after_minutes)
+        rows = session.execute(
+            select(
+                EVENTS.c.id,
+                EVENTS.c.node_id,
+                EVENTS.c.code,
+                EVENTS.c.severity,
+                EVENTS.c.status,
+                EVENTS.c.gpu_index,
+                EVENTS.c.observed_at,
+            ).where(EVENTS.c.id.in_(ids), EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
+        ).all()
+        by_node: dict[str, list[Any]] = defaultdict(list)
+        for e in rows:
+            by_node[e.node_id].append(e)
+        cases = (
+            session.execute(select(RemediationCase.open_node_id).where(RemediationCase.open_node_id.in_(list(by_node))))
+            .scalars()
+            .all()
+            if by_node
+            else []
+        )
+        keep = set(cases)
+        for node_id, items in by_node.items():
+            if node_id in keep or any(e.code == REBOOTED for e in items):
+                keep.add(node_id)
+                continue
+            if classify(policy, [_seen(e) for e in items if e.observed_at >= horizon]).actionable:
+                keep.add(node_id)
+        return [e.id for e in rows if e.node_id in keep]
 
     def process(
         self, session: Session, now: datetime, book: PolicyBook, limit: int = 1000, ids: list[int] | None = None

@@ -46,48 +46,23 @@ CHUNK = 1000
 
 
 def react_now(db: Database, ids: Sequence[int]) -> PassReport | None:
-    """React to these events now, in this thread; ``None`` when there were none."""
+    """React to these events now, in this thread; ``None`` when none needed a decision."""
     report = None
+    engine = engine_for(db)
     for start in range(0, len(ids), CHUNK):
-        with DbWork(db) as work:
-            report = engine_for(db).react(work, list(ids[start : start + CHUNK]))
+        chunk = list(ids[start : start + CHUNK])
+        with db.reader() as session:
+            now = db.clock.now()
+            wanted = engine.intake.triage(session, now, engine.policies(session, now), chunk)
+        if wanted:
+            with DbWork(db) as work:
+                report = engine.react(work, wanted)
     return report
 
 
-class _Pending:
-    """Events waiting for a reaction while another thread is already reacting for the same database."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.ids: list[int] = []
-        self.running = False
-
-
-_pending: dict[int, _Pending] = {}
-MAX_ROUNDS = 50
-
-
 def react(db: Database, ids: Sequence[int]) -> None:
-    """The ingest callback. When another thread is already reacting for this database, hand it the ids and
-    return: it takes them in its next round, so under a burst the reactions batch up instead of queueing for
-    SQLite's one write lock one ingest at a time. Alone, it reacts before returning."""
-    with _lock:
-        pending = _pending.setdefault(id(db), _Pending())
-    with pending.lock:
-        pending.ids.extend(ids)
-        if pending.running:
-            return
-        pending.running = True
-    try:
-        for _ in range(MAX_ROUNDS):
-            with pending.lock:
-                batch, pending.ids = pending.ids, []
-                if not batch:
-                    break
-            react_now(db, batch)
-    finally:
-        with pending.lock:
-            pending.running = False
+    """The ingest callback: react in the ingesting thread, right after its commit."""
+    react_now(db, ids)
 
 
 on_ingested(react)
