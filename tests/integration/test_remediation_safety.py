@@ -259,3 +259,24 @@ def test_an_xid_arriving_through_ingest_quarantines_its_node_in_the_same_request
     finally:
         use_registry(None)
     assert ADMIN.role > OPERATOR.role
+
+
+def test_the_reaction_leaves_ignored_noise_to_the_next_pass(db: Database, clock: ManualClock) -> None:
+    from gpufleet.adapters.db.models import HealthEvent
+
+    h = harness(db, clock)
+    use_registry(h.registry)
+    try:
+        noise = h.report("E10", "xid:43")
+        hit = h.report("E11", "xid:79")
+        react_now(db, [i for i in noise + hit if i is not None])
+        with db.reader() as session:
+            processed = dict(session.execute(select(HealthEvent.code, HealthEvent.processed_at)).all())
+        assert processed["xid:79"] is not None and processed["xid:43"] is None
+        assert h.node_state("E11") == "diagnosing"
+        report = h.run()
+        assert report.intake.evidence_only == 1 and not report.intake.opened
+        with db.reader() as session:
+            assert session.execute(select(HealthEvent.processed_at).where(HealthEvent.code == "xid:43")).scalar_one()
+    finally:
+        use_registry(None)
