@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ import typer
 
 from gpufleet.cli.output import EXIT_FAILED, Output, OutputOption, emit_json, say, show, table
 from gpufleet.cli.state import actor, database
+from gpufleet.controllers import cluster_sync as cluster_sync_controller
 from gpufleet.services.cluster_sync import check_cluster, reboot_in_scheduler, resume_in_scheduler, sync_cluster
 from gpufleet.services.drivers import set_cluster_driver
 from gpufleet.services.errors import InvalidInput
@@ -179,3 +181,35 @@ def reboot(
         emit_json(done)
         return
     say(f"reboot of {done['node']} requested in {done['cluster']}")
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    interval: Annotated[float, typer.Option("--interval", min=1.0, help="Seconds between passes.")] = 60.0,
+    passes: Annotated[
+        int, typer.Option("--passes", min=0, help="Stop after this many passes (0: run until Ctrl-C).")
+    ] = 0,
+) -> None:
+    """Keep every driven cluster in sync: one pass each --interval seconds. Safe to run in several processes at once
+    (each cluster is synced by one of them at a time)."""
+    stop = threading.Event()
+    done = 0
+
+    def report(reports: list[Any]) -> None:
+        nonlocal done
+        done += 1
+        say(f"pass {done}: {len(reports)} cluster(s) with a scheduler driver synced")
+        for r in reports:
+            data = r.as_dict()
+            say(
+                f"{data.get('cluster')}: reachable={data.get('reachable')} observed={len(data.get('observed') or [])} "
+                f"actions={len(data.get('actions') or [])} failures={len(data.get('failures') or [])}"
+            )
+        if passes and done >= passes:
+            stop.set()
+
+    try:
+        cluster_sync_controller.run(database(ctx), stop, interval, actor(ctx), on_pass=report)
+    except KeyboardInterrupt:
+        stop.set()
