@@ -90,7 +90,7 @@ def test_a_bad_scenario_file_names_file_line_and_field(tmp_path: Path) -> None:
 
 def test_an_unknown_scenario_lists_the_shipped_ones() -> None:
     result = RUNNER.invoke(app, ["simulate", "atlantis"])
-    assert result.exit_code == 2 and "demo, fleet-100k, llama3" in one_line_error(result)
+    assert result.exit_code == 2 and "demo, demo-6-passes, fleet-100k, llama3" in one_line_error(result)
 
 
 def test_a_database_with_nodes_is_refused(tmp_path: Path, scenario: Path) -> None:
