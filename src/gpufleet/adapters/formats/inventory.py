@@ -66,7 +66,8 @@ def _parse_csv(text: str) -> tuple[list[RawRow], list[ParseProblem], list[str]]:
     return rows, problems, header or []
 
 
-def _parse_jsonl(text: str) -> tuple[list[RawRow], list[ParseProblem], list[str]]:
+def read_jsonl_objects(text: str) -> tuple[list[RawRow], list[ParseProblem]]:
+    """One JSON object a line; a line that is not one is a problem at that line, never fatal to the rest."""
     rows: list[RawRow] = []
     problems: list[ParseProblem] = []
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -81,6 +82,11 @@ def _parse_jsonl(text: str) -> tuple[list[RawRow], list[ParseProblem], list[str]
             problems.append(ParseProblem(number, "each line must be a JSON object"))
             continue
         rows.append(RawRow(number, value))
+    return rows, problems
+
+
+def _parse_jsonl(text: str) -> tuple[list[RawRow], list[ParseProblem], list[str]]:
+    rows, problems = read_jsonl_objects(text)
     return rows, problems, []
 
 

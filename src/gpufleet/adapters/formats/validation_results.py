@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gpufleet.adapters.formats.inventory import ParseProblem, RawRow, array_item_lines
+from gpufleet.adapters.formats.inventory import ParseProblem, RawRow, array_item_lines, read_jsonl_objects
 
 FORMATS = ("jsonl", "json")
 
@@ -18,28 +18,10 @@ def parse_results(text: str, fmt: str | None = None) -> tuple[list[RawRow], list
     """Records and the lines that could not be read at all. Blank lines are skipped; line numbers are the file's."""
     fmt = fmt or detect_format(text)
     if fmt == "jsonl":
-        return _jsonl(text)
+        return read_jsonl_objects(text)
     if fmt == "json":
         return _array(text)
     raise ValueError(f"unknown result format '{fmt}'; expected one of {', '.join(FORMATS)}")
-
-
-def _jsonl(text: str) -> tuple[list[RawRow], list[ParseProblem]]:
-    rows: list[RawRow] = []
-    problems: list[ParseProblem] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            problems.append(ParseProblem(number, f"not valid JSON: {exc.msg} at column {exc.colno}"))
-            continue
-        if not isinstance(value, dict):
-            problems.append(ParseProblem(number, "each line must be a JSON object"))
-            continue
-        rows.append(RawRow(number, value))
-    return rows, problems
 
 
 def _array(text: str) -> tuple[list[RawRow], list[ParseProblem]]:
