@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 from sqlalchemy import select
@@ -82,3 +83,44 @@ def test_decommissioning_an_allocated_node_needs_force(fleet: Database) -> None:
     assert (
         transition(fleet, "gpu-2", "decommission", "retire anyway", OPERATOR, force=True).to_state == "decommissioning"
     )
+
+
+def test_one_statement_and_checked_transitions_each_move_the_node_exactly_once(fleet: Database) -> None:
+    # Unguarded events take the one-statement path (on SQLite the event row applies the change through a trigger);
+    # a forced, guarded decommission takes the checked path, which writes the node itself before its event.
+    walk = ("provision", "provisioned", "quarantine", "drain", "drained")
+    for event in walk:
+        transition(fleet, "gpu-2", event, "walk", OPERATOR)
+    transition(fleet, "gpu-2", "decommission", "retire", OPERATOR, force=True)
+    node_id = chassis_id("acme-cloud", "SN2")
+    with fleet.reader() as s:
+        node = s.get(Node, node_id)
+        events = list(
+            s.scalars(
+                select(NodeEvent)
+                .where(NodeEvent.node_id == node_id, NodeEvent.kind == "transition")
+                .order_by(NodeEvent.id)
+            )
+        )
+        assert node is not None
+        assert [e.event for e in events] == [*walk, "decommission"]
+        assert [e.version for e in events] == list(range(2, 2 + len(events)))
+        assert (node.version, node.state, node.previous_state) == (1 + len(events), "decommissioning", "drained")
+        assert all(later.from_state == earlier.to_state for earlier, later in pairwise(events))
+
+
+def test_a_stale_one_statement_transition_writes_no_event(fleet: Database) -> None:
+    transition(fleet, "gpu-1", "provision", "first", OPERATOR, expected_version=1)
+    with pytest.raises(VersionConflict):
+        transition(fleet, "gpu-1", "provisioned", "stale", OPERATOR, expected_version=1)
+    with pytest.raises(InvalidTransition):
+        transition(fleet, "gpu-1", "release", "not from provisioning", OPERATOR)
+    with fleet.reader() as s:
+        kinds = s.execute(
+            select(NodeEvent.event, NodeEvent.version).where(
+                NodeEvent.node_id == chassis_id("acme-cloud", "SN1"), NodeEvent.kind == "transition"
+            )
+        ).all()
+        node = s.get(Node, chassis_id("acme-cloud", "SN1"))
+        assert [tuple(k) for k in kinds] == [("provision", 2)]
+        assert node is not None and (node.state, node.version) == ("provisioning", 2)

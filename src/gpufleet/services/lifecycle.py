@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, insert, literal, select, update
+from sqlalchemy import String, Table, and_, bindparam, case, insert, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.models import Node, NodeEvent, UTCDateTime
@@ -55,28 +55,90 @@ NODES = cast(Table, Node.__table__)
 EVENTS = cast(Table, NodeEvent.__table__)
 
 
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _constant(name: str) -> Any:
+    """A state or event name written into the statement's text.
+
+    These come from the declared lifecycle table, never from a caller, and are checked to be plain names; as text
+    they cost nothing per execution, where a bound constant is processed on every call.
+    """
+    if not NAME.match(name):
+        raise ValueError(f"not a lifecycle name: {name!r}")
+    return literal_column(f"'{name}'", String)
+
+
+def _movable(event: str, check_version: bool) -> tuple[Any, Any]:
+    """The WHERE clause that picks the node only from a state this event leaves, and the CASE naming its target."""
+    targets = unguarded_targets(event)
+    target_of = case(*((NODES.c.state == _constant(s.value), _constant(t.value)) for s, t in targets.items()))
+    where = [NODES.c.id == bindparam("b_node"), NODES.c.state.in_([_constant(s.value) for s in targets])]
+    if check_version:
+        where.append(NODES.c.version == bindparam("b_version"))
+    return and_(*where), target_of
+
+
 @lru_cache(maxsize=256)
 def _conditional_update(event: str, check_version: bool) -> Any:
-    """The one-statement transition for an unguarded event, built once per event and reused.
+    """The one-statement node UPDATE for an unguarded event, built once per event and reused.
 
     Plain Core on the table (not the ORM entity) with bind parameters keeps the hot path free of per-call statement
     construction and ORM synchronisation, which otherwise cost more than the database work itself.
     """
-    targets = unguarded_targets(event)
-    target_of = case({s.value: t.value for s, t in targets.items()}, value=NODES.c.state)
-    stmt = update(NODES).where(NODES.c.id == bindparam("b_node"), NODES.c.state.in_([s.value for s in targets]))
-    if check_version:
-        stmt = stmt.where(NODES.c.version == bindparam("b_version"))
-    return stmt.values(
-        previous_state=NODES.c.state,
-        state=target_of,
-        state_since=bindparam("b_now", type_=UTCDateTime()),
-        version=NODES.c.version + 1,
-        updated_at=bindparam("b_now", type_=UTCDateTime()),
-    ).returning(NODES.c.previous_state, NODES.c.state, NODES.c.version, NODES.c.cluster_id, NODES.c.id)
+    where, target_of = _movable(event, check_version)
+    return (
+        update(NODES)
+        .where(where)
+        .values(
+            previous_state=NODES.c.state,
+            state=target_of,
+            state_since=bindparam("b_now", type_=UTCDateTime()),
+            version=NODES.c.version + 1,
+            updated_at=bindparam("b_now", type_=UTCDateTime()),
+        )
+        .returning(NODES.c.previous_state, NODES.c.state, NODES.c.version, NODES.c.cluster_id, NODES.c.id)
+    )
 
 
 _INSERT_EVENT = insert(EVENTS)
+_EVENT_COLUMNS = (
+    "node_id",
+    "at",
+    "kind",
+    "event",
+    "from_state",
+    "to_state",
+    "actor",
+    "reason",
+    "correlation_id",
+    "cluster_id",
+    "data",
+    "version",
+)
+
+
+def _event_from(event: str, node_id: Any, from_state: Any, to_state: Any, cluster_id: Any, version: Any) -> Any:
+    """INSERT of the event row from a SELECT that yields the node's side of it; returns the row it wrote."""
+    source = select(
+        node_id,
+        bindparam("b_now", type_=UTCDateTime()),
+        _constant("transition"),
+        _constant(event),
+        from_state,
+        to_state,
+        bindparam("b_actor"),
+        bindparam("b_reason"),
+        bindparam("b_correlation_id"),
+        cluster_id,
+        bindparam("b_data", type_=EVENTS.c.data.type),
+        version,
+    )
+    return (
+        insert(EVENTS)
+        .from_select(list(_EVENT_COLUMNS), source)
+        .returning(EVENTS.c.from_state, EVENTS.c.to_state, EVENTS.c.version, EVENTS.c.cluster_id, EVENTS.c.id)
+    )
 
 
 @lru_cache(maxsize=256)
@@ -86,39 +148,25 @@ def _update_with_event(event: str, check_version: bool) -> Any:
     One round trip instead of two; both rows still commit or vanish together.
     """
     moved = _conditional_update(event, check_version).cte("moved")
-    source = select(
-        moved.c.id,
-        bindparam("b_now", type_=UTCDateTime()),
-        literal("transition"),
-        literal(event),
-        moved.c.previous_state,
-        moved.c.state,
-        bindparam("b_actor"),
-        bindparam("b_reason"),
-        bindparam("b_correlation_id"),
-        moved.c.cluster_id,
-        bindparam("b_data", type_=EVENTS.c.data.type),
-        moved.c.version,
+    return _event_from(event, moved.c.id, moved.c.previous_state, moved.c.state, moved.c.cluster_id, moved.c.version)
+
+
+@lru_cache(maxsize=256)
+def _event_with_update(event: str, check_version: bool) -> Any:
+    """SQLite: the event INSERT claims the node's next version and a trigger applies it to the node (migration 0006).
+
+    SQLite has no data-modifying CTE; this keeps the transition one statement there too, both rows in the same
+    statement's atomic write. The SELECT finds no row when the node is not in a state the event leaves (or has moved
+    past the expected version), and then nothing is written.
+    """
+    where, target_of = _movable(event, check_version)
+    claimed = (
+        select(NODES.c.id, NODES.c.state, target_of.label("to_state"), NODES.c.cluster_id, NODES.c.version + 1)
+        .where(where)
+        .subquery("claimed")
     )
-    columns = [
-        "node_id",
-        "at",
-        "kind",
-        "event",
-        "from_state",
-        "to_state",
-        "actor",
-        "reason",
-        "correlation_id",
-        "cluster_id",
-        "data",
-        "version",
-    ]
-    return (
-        insert(EVENTS)
-        .from_select(columns, source)
-        .returning(EVENTS.c.from_state, EVENTS.c.to_state, EVENTS.c.version, EVENTS.c.cluster_id, EVENTS.c.id)
-    )
+    cols = list(claimed.c)
+    return _event_from(event, cols[0], cols[1], cols[2], cols[3], cols[4])
 
 
 @lru_cache(maxsize=256)
@@ -148,17 +196,12 @@ def apply_transition(
         params: dict[str, Any] = {"b_node": node_id, "b_now": now}
         if expected_version is not None:
             params["b_version"] = expected_version
+        params.update(b_actor=actor.name, b_reason=reason, b_correlation_id=actor.correlation_id, b_data=data or {})
         connection = session.connection()
-        if connection.dialect.name == "postgresql":
-            params.update(b_actor=actor.name, b_reason=reason, b_correlation_id=actor.correlation_id, b_data=data or {})
-            row = connection.execute(_update_with_event(event, expected_version is not None), params).one_or_none()
-            if row is not None:
-                return TransitionResult(node_id, event, row[0], row[1], row[2], now, row[4])
-        else:
-            stmt = _conditional_update(event, expected_version is not None)
-            row = connection.execute(stmt, params).one_or_none()
-            if row is not None:
-                return _record(session, node_id, event, row[0], row[1], row[2], row[3], reason, actor, now, data)
+        one_statement = _update_with_event if connection.dialect.name == "postgresql" else _event_with_update
+        row = connection.execute(one_statement(event, expected_version is not None), params).one_or_none()
+        if row is not None:
+            return TransitionResult(node_id, event, row[0], row[1], row[2], now, row[4])
     return _checked_transition(session, node_id, event, reason, actor, now, expected_version, force, data)
 
 

@@ -229,7 +229,7 @@ class NodeEvent(Base):
     to_state: Mapped[str | None] = mapped_column(String(30))
     actor: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(Text)
-    correlation_id: Mapped[str] = mapped_column(String(64), index=True)
+    correlation_id: Mapped[str] = mapped_column(String(64))
     # The cluster the node was in when this happened. Deliberately not a foreign key: history outlives clusters,
     # and a key-share lock on the cluster row for every event would serialise a whole cluster's writers.
     cluster_id: Mapped[int | None]
