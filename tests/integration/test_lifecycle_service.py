@@ -15,7 +15,7 @@ from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database
 from gpufleet.services.errors import Forbidden, InvalidInput, NotFound, VersionConflict
 from gpufleet.services.inventory import chassis_id, import_nodes
-from gpufleet.services.lifecycle import transition
+from gpufleet.services.lifecycle import apply_transition, transition
 from tests.factories import OPERATOR, VIEWER, seed_reference
 
 ROWS = """supplier,serial,hostname,sku,cluster,tenant
@@ -124,3 +124,14 @@ def test_a_stale_one_statement_transition_writes_no_event(fleet: Database) -> No
         node = s.get(Node, chassis_id("acme-cloud", "SN1"))
         assert [tuple(k) for k in kinds] == [("provision", 2)]
         assert node is not None and (node.state, node.version) == ("provisioning", 2)
+
+
+def test_event_data_is_stored_when_given_and_empty_otherwise(fleet: Database, clock: ManualClock) -> None:
+    node_id = chassis_id("acme-cloud", "SN1")
+    with fleet.transaction() as session:
+        with_data = apply_transition(session, node_id, "provision", "racked", OPERATOR, clock.now(), data={"ticket": 7})
+        without = apply_transition(session, node_id, "provisioned", "imaged", OPERATOR, clock.now())
+    with fleet.reader() as s:
+        stored = dict(s.execute(select(NodeEvent.id, NodeEvent.data).where(NodeEvent.node_id == node_id)).all())
+    assert stored[with_data.event_id] == {"ticket": 7}
+    assert stored[without.event_id] == {}

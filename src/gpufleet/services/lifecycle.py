@@ -94,7 +94,7 @@ def _conditional_update(event: str, check_version: bool) -> Any:
             previous_state=NODES.c.state,
             state=target_of,
             state_since=bindparam("b_now", type_=UTCDateTime()),
-            version=NODES.c.version + 1,
+            version=NODES.c.version + ONE,
             updated_at=bindparam("b_now", type_=UTCDateTime()),
         )
         .returning(NODES.c.previous_state, NODES.c.state, NODES.c.version, NODES.c.cluster_id, NODES.c.id)
@@ -118,7 +118,15 @@ _EVENT_COLUMNS = (
 )
 
 
-def _event_from(event: str, node_id: Any, from_state: Any, to_state: Any, cluster_id: Any, version: Any) -> Any:
+ONE: Any = literal_column("1")
+NO_DATA: dict[str, Any] = {"sqlite": literal_column("'{}'"), "postgresql": literal_column("'{}'::json")}
+"""An event without data, as text in the statement: most transitions carry none, and a bound JSON value is
+serialised on every call."""
+
+
+def _event_from(
+    event: str, node_id: Any, from_state: Any, to_state: Any, cluster_id: Any, version: Any, data: Any
+) -> Any:
     """INSERT of the event row from a SELECT that yields the node's side of it; returns the row it wrote."""
     source = select(
         node_id,
@@ -131,7 +139,7 @@ def _event_from(event: str, node_id: Any, from_state: Any, to_state: Any, cluste
         bindparam("b_reason"),
         bindparam("b_correlation_id"),
         cluster_id,
-        bindparam("b_data", type_=EVENTS.c.data.type),
+        data,
         version,
     )
     return (
@@ -141,18 +149,23 @@ def _event_from(event: str, node_id: Any, from_state: Any, to_state: Any, cluste
     )
 
 
+def _data(dialect: str, with_data: bool) -> Any:
+    return bindparam("b_data", type_=EVENTS.c.data.type) if with_data else NO_DATA[dialect]
+
+
 @lru_cache(maxsize=256)
-def _update_with_event(event: str, check_version: bool) -> Any:
+def _update_with_event(event: str, check_version: bool, with_data: bool) -> Any:
     """PostgreSQL: the conditional UPDATE and its event INSERT as one statement (a data-modifying CTE).
 
     One round trip instead of two; both rows still commit or vanish together.
     """
     moved = _conditional_update(event, check_version).cte("moved")
-    return _event_from(event, moved.c.id, moved.c.previous_state, moved.c.state, moved.c.cluster_id, moved.c.version)
+    m = moved.c
+    return _event_from(event, m.id, m.previous_state, m.state, m.cluster_id, m.version, _data("postgresql", with_data))
 
 
 @lru_cache(maxsize=256)
-def _event_with_update(event: str, check_version: bool) -> Any:
+def _event_with_update(event: str, check_version: bool, with_data: bool) -> Any:
     """SQLite: the event INSERT claims the node's next version and a trigger applies it to the node (migration 0006).
 
     SQLite has no data-modifying CTE; this keeps the transition one statement there too, both rows in the same
@@ -161,12 +174,12 @@ def _event_with_update(event: str, check_version: bool) -> Any:
     """
     where, target_of = _movable(event, check_version)
     claimed = (
-        select(NODES.c.id, NODES.c.state, target_of.label("to_state"), NODES.c.cluster_id, NODES.c.version + 1)
+        select(NODES.c.id, NODES.c.state, target_of.label("to_state"), NODES.c.cluster_id, NODES.c.version + ONE)
         .where(where)
         .subquery("claimed")
     )
     cols = list(claimed.c)
-    return _event_from(event, cols[0], cols[1], cols[2], cols[3], cols[4])
+    return _event_from(event, cols[0], cols[1], cols[2], cols[3], cols[4], _data("sqlite", with_data))
 
 
 @lru_cache(maxsize=256)
@@ -188,18 +201,25 @@ def apply_transition(
     """Apply one lifecycle event inside the caller's transaction, with its append-only event row.
 
     Controllers call this inside their own unit of work so that a transition and whatever caused it commit together.
-    Unguarded events take one conditional UPDATE (the table's source -> target map, applied atomically by the row's
-    current state); anything that fails there, and every guarded event, goes through the checked path, which reads
-    the node and raises the precise error.
+    Unguarded events take one statement that moves the node by its current state (the table's source -> target map)
+    and writes the event; anything that finds no row there, and every guarded event, goes through the checked path,
+    which reads the node and raises the precise error.
     """
     if _single_statement(event):
-        params: dict[str, Any] = {"b_node": node_id, "b_now": now}
+        params: dict[str, Any] = {
+            "b_node": node_id,
+            "b_now": now,
+            "b_actor": actor.name,
+            "b_reason": reason,
+            "b_correlation_id": actor.correlation_id,
+        }
         if expected_version is not None:
             params["b_version"] = expected_version
-        params.update(b_actor=actor.name, b_reason=reason, b_correlation_id=actor.correlation_id, b_data=data or {})
+        if data:
+            params["b_data"] = data
         connection = session.connection()
         one_statement = _update_with_event if connection.dialect.name == "postgresql" else _event_with_update
-        row = connection.execute(one_statement(event, expected_version is not None), params).one_or_none()
+        row = connection.execute(one_statement(event, expected_version is not None, bool(data)), params).one_or_none()
         if row is not None:
             return TransitionResult(node_id, event, row[0], row[1], row[2], now, row[4])
     return _checked_transition(session, node_id, event, reason, actor, now, expected_version, force, data)
