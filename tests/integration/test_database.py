@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from sqlalchemy import func, select
 
 from gpufleet.adapters.db.models import Tenant
+from gpufleet.services import database as database_module
 from gpufleet.services.database import Database
 
 
@@ -37,3 +39,44 @@ def test_reads_are_not_blocked_by_an_open_write_transaction(db: Database) -> Non
     assert elapsed < 2.0, f"a read waited {elapsed:.1f}s for a writer"
     with db.reader() as session:
         assert session.execute(select(func.count()).select_from(Tenant)).scalar_one() == 1
+
+
+def test_writers_of_one_process_take_turns_and_a_stuck_one_is_named(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    holding = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with db.transaction() as session:
+            session.add(Tenant(name="first"))
+            session.flush()
+            holding.set()
+            release.wait(5)
+            order.append("first")
+
+    def second() -> None:
+        with db.transaction() as session:
+            order.append("second")
+            session.add(Tenant(name="second"))
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert holding.wait(5)
+    two = threading.Thread(target=second)
+    two.start()
+    time.sleep(0.2)
+    if db.dialect == "sqlite":  # one writer at a time: the second waits for its turn, and a long wait is an error
+        assert order == []
+        monkeypatch.setattr(database_module, "WRITER_WAIT_S", 0.1)
+        with pytest.raises(TimeoutError, match="write turn"), db.transaction():
+            pass
+    release.set()
+    one.join()
+    two.join()
+    if db.dialect == "sqlite":
+        assert order == ["first", "second"]
+    with db.reader() as session:
+        assert session.execute(select(func.count()).select_from(Tenant)).scalar_one() == 2

@@ -267,3 +267,49 @@ def _only_this_tests_callbacks() -> Iterator[None]:
     health_ingest._callbacks.clear()
     yield
     health_ingest._callbacks[:] = before
+
+
+def test_a_body_larger_than_one_statement_batch_is_stored_whole_and_once(fleet: Database, clock: ManualClock) -> None:
+    from gpufleet.services.health_ingest import SQLITE_BATCH
+
+    start = clock.now() - timedelta(hours=1)
+    count = SQLITE_BATCH + 500
+    lines = [
+        f"{(start + timedelta(milliseconds=i)).isoformat()} gpu-01 kernel: NVRM: Xid (PCI:0000:18:00): 43, pid={i}"
+        for i in range(count)
+    ]
+    body = "\n".join(lines) + "\n"
+    report = ingest(fleet, body, "xid", OPERATOR)
+    assert (report.accepted, report.duplicates, report.problems) == (count, 0, [])
+    again = ingest(fleet, body, "xid", OPERATOR)
+    assert (again.accepted, again.duplicates) == (0, count)
+    stored = events(fleet)
+    assert len(stored) == count and stored[0].observed_at == start and stored[-1].data["from"] == "api"
+    with fleet.reader() as session:  # times are stored as every other write stores them, so ranges compare right
+        later = session.execute(
+            select(HealthEvent.id).where(HealthEvent.observed_at >= start + timedelta(milliseconds=count - 10))
+        ).all()
+    assert len(later) == 10
+
+
+def test_the_reaction_is_handed_what_the_ingest_stored(fleet: Database) -> None:
+    from gpufleet.services.health_ingest import NewEvents
+
+    seen: list[Any] = []
+    on_ingested(lambda db, ids: seen.append(ids))  # set aside again after the test, like every callback here
+    report = ingest(fleet, fixture("kern.log"), "xid", OPERATOR)
+    (handed,) = seen
+    assert isinstance(handed, NewEvents) and list(handed) == report.event_ids
+    stored = {e.id: e for e in events(fleet)}
+    pending = {i for i, e in stored.items() if e.processed_at is None and e.node_id is not None}
+    assert set(handed.facts) == pending and pending
+    for event_id, fact in handed.facts.items():
+        e = stored[event_id]
+        assert (fact.node_id, fact.code, fact.severity, fact.status, fact.gpu_index, fact.observed_at) == (
+            e.node_id,
+            e.code,
+            e.severity,
+            e.status,
+            e.gpu_index,
+            e.observed_at,
+        )

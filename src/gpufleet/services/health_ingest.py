@@ -28,14 +28,15 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.orm import Session
 
-from gpufleet.adapters.db.models import HealthEvent
+from gpufleet.adapters.db.models import HealthEvent, UTCDateTime
 from gpufleet.adapters.formats.alertmanager import parse_alertmanager
 from gpufleet.adapters.formats.dcgm import parse_dcgm
 from gpufleet.adapters.formats.health_json import parse_health_json
@@ -57,6 +58,32 @@ STALE_AGE = timedelta(days=30)
 MAX_EVENTS = 500_000
 EVENTS = cast(Table, HealthEvent.__table__)
 FUTURE, STALE = "future", "stale"
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    """What a reaction reads of a new event to decide whether it needs a decision now."""
+
+    id: int
+    node_id: str
+    code: str
+    severity: str
+    status: str
+    gpu_index: int | None
+    observed_at: datetime
+
+
+class NewEvents(list[int]):
+    """The ids of events just stored, with the facts of those still to be processed (matched to a node, not flagged).
+
+    The ingest has these in hand; passing them on spares the reaction reading the same rows back under load. An id
+    without facts was stored already processed (unmatched, from the future, stale).
+    """
+
+    def __init__(self, ids: Sequence[int] = (), facts: dict[int, EventFacts] | None = None) -> None:
+        super().__init__(ids)
+        self.facts: dict[int, EventFacts] = facts or {}
+
 
 IngestedCallback = Callable[[Database, Sequence[int]], None]
 _callbacks: list[IngestedCallback] = []
@@ -118,6 +145,8 @@ class HealthIngestReport:
     unmatched: list[Unmatched] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     event_ids: list[int] = field(default_factory=list)
+    facts: dict[int, EventFacts] = field(default_factory=dict)
+    """Of the new events still to be processed, what a reaction needs to know (see ``NewEvents``)."""
 
     @property
     def ok(self) -> bool:
@@ -245,13 +274,8 @@ def _row(
     return row, flag
 
 
-_SQLITE_INSERT = (
-    sqlite_insert(EVENTS)
-    .on_conflict_do_nothing(index_elements=["fingerprint"])
-    .returning(EVENTS.c.id, EVENTS.c.fingerprint)
-)
-# PostgreSQL: the whole batch is one JSON parameter the server unpacks with json_to_recordset, so the statement text
-# never changes (psycopg keeps it prepared) and no per-value escaping happens on the client.
+# A batch is one statement whose values skip the per-value type processing of a Core insert: on PostgreSQL one JSON
+# parameter the server unpacks, on SQLite a multi-row VALUES with the values already as SQLite stores them.
 _COLUMNS = [c.name for c in EVENTS.columns if c.name != "id"]
 _PG_TYPES = {
     "gpu_index": "int",
@@ -263,6 +287,37 @@ _PG_TYPES = {
     "data": "json",
 }
 _TIMES = ("observed_at", "received_at", "processed_at")
+_SQLITE = sqlite_dialect()
+_SQLITE_TIME = cast(Callable[[datetime], str], UTCDateTime().dialect_impl(_SQLITE).bind_processor(_SQLITE))
+"""The text SQLite stores for a time, exactly as every other write through the model stores it."""
+
+
+SQLITE_BATCH = 2000
+"""Rows per SQLite statement: 2,000 rows of 14 values stay under SQLite's 32,766 bound values."""
+
+
+@lru_cache(maxsize=64)
+def _sqlite_insert_sql(rows: int) -> str:
+    """A multi-row INSERT for ``rows`` rows, built once per batch size from the model's own column names."""
+    row = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
+    return (
+        f"INSERT INTO health_events ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * rows)} "  # noqa: S608
+        "ON CONFLICT (fingerprint) DO NOTHING RETURNING id, fingerprint"
+    )
+
+
+def _sqlite_values(batch: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """The batch's values in column order, each as SQLite stores it (times as the model writes them, JSON as text)."""
+    values: list[Any] = []
+    for row in batch:
+        for name in _COLUMNS:
+            value = row[name]
+            if value is not None and name in _TIMES:
+                value = _SQLITE_TIME(value)
+            elif name == "data":
+                value = json.dumps(value)
+            values.append(value)
+    return tuple(values)
 
 
 def _pg_insert_sql() -> str:
@@ -278,12 +333,12 @@ def _pg_insert_sql() -> str:
 _PG_INSERT = _pg_insert_sql()
 
 
-def _pg_rows(batch: list[dict[str, Any]]) -> str:
+def _json_rows(batch: list[dict[str, Any]], time_text: Callable[[datetime], Any]) -> str:
     def plain(row: dict[str, Any]) -> dict[str, Any]:
         out = dict(row)
         for name in _TIMES:
             if out[name] is not None:
-                out[name] = out[name].isoformat()
+                out[name] = time_text(out[name])
         return out
 
     return json.dumps([plain(r) for r in batch])
@@ -295,12 +350,13 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
         return {}
     connection = session.connection()
     found: dict[str, int] = {}
-    for start in range(0, len(rows), 5000):
-        batch = rows[start : start + 5000]
+    size = 5000 if connection.dialect.name == "postgresql" else SQLITE_BATCH
+    for start in range(0, len(rows), size):
+        batch = rows[start : start + size]
         if connection.dialect.name == "postgresql":
-            result = connection.exec_driver_sql(_PG_INSERT, {"rows": _pg_rows(batch)})
+            result = connection.exec_driver_sql(_PG_INSERT, {"rows": _json_rows(batch, datetime.isoformat)})
         else:
-            result = connection.execute(_SQLITE_INSERT, batch)
+            result = connection.exec_driver_sql(_sqlite_insert_sql(len(batch)), _sqlite_values(batch))
         for new_id, fingerprint in result:
             found[fingerprint] = new_id
     return found
@@ -365,6 +421,10 @@ def record(
         if new_id is None:
             continue
         report.event_ids.append(new_id)
+        if match.node_id is not None and row["processed_at"] is None:
+            report.facts[new_id] = EventFacts(
+                new_id, match.node_id, row["code"], row["severity"], row["status"], row["gpu_index"], row["observed_at"]
+            )
         if match.node_id is None:
             report.unmatched.append(Unmatched(obs.line, obs.where, row["subject"], match.reason or "unknown", new_id))
         elif match.gpu_unresolved:
@@ -403,7 +463,7 @@ def ingest(
             codes = [o.code for o in parsed.observations]
             complete_request(session, request_id, found.id if found else None, now, codes)
     if report.event_ids:
-        notify(db, list(report.event_ids))
+        notify(db, NewEvents(report.event_ids, report.facts))
     return report
 
 

@@ -199,25 +199,37 @@ class Intake:
         self.actor = actor
         self.prefix = correlation_prefix
 
-    def triage(self, session: Session, now: datetime, book: PolicyBook, ids: list[int]) -> list[int]:
+    def triage(
+        self, session: Session, now: datetime, book: PolicyBook, ids: list[int], facts: dict[int, Any] | None = None
+    ) -> list[int]:
         """Which of these new events need a decision now, read without writing: those that may open a case or belong
         to one, and observed reboots. The rest is noise the policy ignores; the controller's next pass marks it
-        processed in bulk, so a burst of it never queues for the write lock ahead of a real fault."""
+        processed in bulk, so a burst of it never queues for the write lock ahead of a real fault.
+
+        ``facts`` are the events as the ingest stored them (ids without facts were stored processed); without them the
+        events are read. An event processed meanwhile by another process may still be named: the intake skips it.
+        """
         if not book.uniform:
             return list(ids)
         policy = book.get(None)
         horizon = now - timedelta(minutes=policy.settings.stale_after_minutes)
-        rows = session.execute(
-            select(
-                EVENTS.c.id,
-                EVENTS.c.node_id,
-                EVENTS.c.code,
-                EVENTS.c.severity,
-                EVENTS.c.status,
-                EVENTS.c.gpu_index,
-                EVENTS.c.observed_at,
-            ).where(EVENTS.c.id.in_(ids), EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
-        ).all()
+        rows: list[Any]
+        if facts is not None:
+            rows = [facts[i] for i in ids if i in facts]
+        else:
+            rows = list(
+                session.execute(
+                    select(
+                        EVENTS.c.id,
+                        EVENTS.c.node_id,
+                        EVENTS.c.code,
+                        EVENTS.c.severity,
+                        EVENTS.c.status,
+                        EVENTS.c.gpu_index,
+                        EVENTS.c.observed_at,
+                    ).where(EVENTS.c.id.in_(ids), EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
+                ).all()
+            )
         by_node: dict[str, list[Any]] = defaultdict(list)
         for e in rows:
             by_node[e.node_id].append(e)

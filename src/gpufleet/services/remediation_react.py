@@ -16,7 +16,7 @@ from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database
 from gpufleet.services.drivers import DriverRegistry, default_registry
 from gpufleet.services.errors import Forbidden
-from gpufleet.services.health_ingest import on_ingested
+from gpufleet.services.health_ingest import NewEvents, on_ingested
 from gpufleet.services.remediation import Engine, PassReport
 from gpufleet.services.remediation_runtime import DbWork
 
@@ -49,11 +49,12 @@ def react_now(db: Database, ids: Sequence[int]) -> PassReport | None:
     """React to these events now, in this thread; ``None`` when none needed a decision."""
     report = None
     engine = engine_for(db)
+    facts = ids.facts if isinstance(ids, NewEvents) else None
     for start in range(0, len(ids), CHUNK):
         chunk = list(ids[start : start + CHUNK])
         with db.reader() as session:
             now = db.clock.now()
-            wanted = engine.intake.triage(session, now, engine.policies(session, now), chunk)
+            wanted = engine.intake.triage(session, now, engine.policies(session, now), chunk, facts)
         if wanted:
             with DbWork(db) as work:
                 report = engine.react(work, wanted)
