@@ -303,6 +303,9 @@ def quarantine_latency(db: Database, base: datetime) -> dict[str, Any]:
             max_s=round(latencies[-1], 3),
             target_p99_s=1.0,
         )
+        # The target holds only at the offered load: a p99 measured while ingest fell behind the senders says little.
+        result["load_reached"] = result["achieved_rate"] >= 0.95 * TARGET_RATE
+        result["met"] = result["load_reached"] and result["p99_s"] < 1.0
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -21,11 +22,16 @@ def url_of(db: Database) -> str:
     return db.engine.url.render_as_string(hide_password=False)
 
 
-def run_live(db: Database, seconds: float) -> LiveSimulation:
+def run_live(db: Database, seconds: float, until: Callable[[], bool] | None = None) -> LiveSimulation:
+    """Run the live fleet for ``seconds``, and then until ``until()`` holds (within 60 s: a loaded machine runs the
+    fleet slower, and whether a few simulated days bring a failure is chance)."""
     live = LiveSimulation(small(), url_of(db), speed=SPEED, tick_seconds=0.05)
     live.start()
     assert live.ready.wait(60)
     time.sleep(seconds)
+    deadline = time.monotonic() + 60
+    while until is not None and not until() and time.monotonic() < deadline:
+        time.sleep(0.1)
     live.stop()
     assert not live.running
     return live
@@ -54,13 +60,13 @@ def test_the_live_fleet_moves_and_is_recorded_in_wall_time(db: Database) -> None
 
 
 def test_a_restarted_live_fleet_carries_on_and_leaves_others_work_alone(db: Database) -> None:
-    run_live(db, 0.5)
+    run_live(db, 0.5, until=lambda: counts(db)[1] > 0)
     before, moves = counts(db)
     with db.reader() as session:
         node_id = session.execute(select(Node.id).where(Node.state == "in_service").limit(1)).scalar_one()
     for event in ("drain", "drained", "start_maintenance"):
         transition(db, node_id, event, "planned firmware work", OPERATOR)
-    live = run_live(db, 0.5)
+    live = run_live(db, 0.5, until=lambda: counts(db)[1] > moves)
     after, more_moves = counts(db)
     assert after == before  # nothing imported twice
     assert live.sim is not None and len({n.id for n in live.sim.nodes}) == len(live.sim.nodes) == before
