@@ -194,6 +194,18 @@ class _NoRule:
 _NONE = _NoRule()
 
 
+# What intake reads of an event to decide on it; the ingest hands the same facts to a reaction (``EventFacts``).
+_FACT_COLUMNS = (
+    EVENTS.c.id,
+    EVENTS.c.node_id,
+    EVENTS.c.code,
+    EVENTS.c.severity,
+    EVENTS.c.status,
+    EVENTS.c.gpu_index,
+    EVENTS.c.observed_at,
+)
+
+
 class Intake:
     def __init__(self, actor: str, correlation_prefix: str) -> None:
         self.actor = actor
@@ -219,15 +231,9 @@ class Intake:
         else:
             rows = list(
                 session.execute(
-                    select(
-                        EVENTS.c.id,
-                        EVENTS.c.node_id,
-                        EVENTS.c.code,
-                        EVENTS.c.severity,
-                        EVENTS.c.status,
-                        EVENTS.c.gpu_index,
-                        EVENTS.c.observed_at,
-                    ).where(EVENTS.c.id.in_(ids), EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
+                    select(*_FACT_COLUMNS).where(
+                        EVENTS.c.id.in_(ids), EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None)
+                    )
                 ).all()
             )
         by_node: dict[str, list[Any]] = defaultdict(list)
@@ -254,15 +260,7 @@ class Intake:
     ) -> IntakeResult:
         """Take unprocessed events (only ``ids`` when given: the ones an ingest just stored) into cases."""
         query = (
-            select(
-                EVENTS.c.id,
-                EVENTS.c.node_id,
-                EVENTS.c.code,
-                EVENTS.c.severity,
-                EVENTS.c.status,
-                EVENTS.c.gpu_index,
-                EVENTS.c.observed_at,
-            )
+            select(*_FACT_COLUMNS)
             .where(EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
             .order_by(EVENTS.c.id)
             .limit(limit)
