@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -222,11 +223,19 @@ def _apply_filter(query: Select[Any], flt: NodeFilter, actor: Actor, now: dateti
     return query
 
 
-def _row_to_dict(row: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in fields:
-        value = getattr(row, name)
-        out[name] = value.isoformat() if isinstance(value, datetime) else value
+def _rows_to_dicts(rows: Sequence[Any], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows as dicts of the wanted fields. Positions are looked up once per page: attribute access on a row, per
+    field and per row, cost more than the query itself for a 500-node page."""
+    if not rows:
+        return []
+    positions = [(name, rows[0]._fields.index(name)) for name in fields]
+    out = []
+    for row in rows:
+        item: dict[str, Any] = {}
+        for name, i in positions:
+            value = row[i]
+            item[name] = value.isoformat() if isinstance(value, datetime) else value
+        out.append(item)
     return out
 
 
@@ -273,7 +282,7 @@ def list_nodes(
     rows = session.execute(query.order_by(*order).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    items = [_row_to_dict(r, fields) for r in rows]
+    items = _rows_to_dicts(rows, fields)
     next_cursor = None
     if more and rows:
         last = rows[-1]
@@ -299,7 +308,7 @@ def node_detail(session: Session, ref: str, actor: Actor, now: datetime, event_l
     """A node with its GPUs, allocations, lifecycle obligations and event timeline (newest first)."""
     node_id = resolve_node_id(session, ref, actor, now)
     row = session.execute(_base_query().where(Node.id == node_id)).one()
-    node = _row_to_dict(row, FIELDS)
+    node = _rows_to_dicts([row], FIELDS)[0]
     state = NodeState(row.state)
     policy = STATE_POLICIES[state]
     due = deadline(state, row.state_since)
