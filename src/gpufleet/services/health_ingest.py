@@ -333,12 +333,12 @@ def _pg_insert_sql() -> str:
 _PG_INSERT = _pg_insert_sql()
 
 
-def _json_rows(batch: list[dict[str, Any]], time_text: Callable[[datetime], Any]) -> str:
+def _pg_rows(batch: list[dict[str, Any]]) -> str:
     def plain(row: dict[str, Any]) -> dict[str, Any]:
         out = dict(row)
         for name in _TIMES:
             if out[name] is not None:
-                out[name] = time_text(out[name])
+                out[name] = out[name].isoformat()
         return out
 
     return json.dumps([plain(r) for r in batch])
@@ -354,7 +354,7 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
     for start in range(0, len(rows), size):
         batch = rows[start : start + size]
         if connection.dialect.name == "postgresql":
-            result = connection.exec_driver_sql(_PG_INSERT, {"rows": _json_rows(batch, datetime.isoformat)})
+            result = connection.exec_driver_sql(_PG_INSERT, {"rows": _pg_rows(batch)})
         else:
             result = connection.exec_driver_sql(_sqlite_insert_sql(len(batch)), _sqlite_values(batch))
         for new_id, fingerprint in result:

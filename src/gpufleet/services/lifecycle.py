@@ -174,12 +174,18 @@ def _event_with_update(event: str, check_version: bool, with_data: bool) -> Any:
     """
     where, target_of = _movable(event, check_version)
     claimed = (
-        select(NODES.c.id, NODES.c.state, target_of.label("to_state"), NODES.c.cluster_id, NODES.c.version + ONE)
+        select(
+            NODES.c.id,
+            NODES.c.state,
+            target_of.label("to_state"),
+            NODES.c.cluster_id,
+            (NODES.c.version + ONE).label("version"),
+        )
         .where(where)
         .subquery("claimed")
     )
-    cols = list(claimed.c)
-    return _event_from(event, cols[0], cols[1], cols[2], cols[3], cols[4], _data("sqlite", with_data))
+    c = claimed.c
+    return _event_from(event, c.id, c.state, c.to_state, c.cluster_id, c.version, _data("sqlite", with_data))
 
 
 @lru_cache(maxsize=256)
