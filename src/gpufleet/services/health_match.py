@@ -17,14 +17,15 @@ lines, which name only the PCI address, resolve to a GPU from then on.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, update
 from sqlalchemy.orm import Session
 
-from gpufleet.adapters.db.models import Gpu, Node, Sku
+from gpufleet.adapters.db.models import Gpu
 from gpufleet.adapters.formats.health_observation import GpuRef, canonical_pci
 from gpufleet.domain.lifecycle import NodeState
 
@@ -49,7 +50,11 @@ class _NodeRow:
     hostname: str
     state: str
     gpu_count: int
+    """GPUs the node's SKU has."""
+    recorded: int
+    """GPU rows the inventory holds for the node."""
     gpus: list[_GpuRow] = field(default_factory=list)
+    """Read only when some event names a GPU by UUID, serial or PCI address, which only these rows can check."""
 
 
 @dataclass(frozen=True)
@@ -66,31 +71,28 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start : start + CHUNK]
 
 
-NODES = cast(Table, Node.__table__)
-SKUS = cast(Table, Sku.__table__)
-
-# SQLite: statements built once with expanding IN lists, so they compile once and stay cached.
+# SQLite: each statement's text never changes and its answer is one row of JSON. The sqlite3 module hands the
+# interpreter lock back and forth for every row it steps, which under concurrent ingests costs more than the rows, and
+# a list passed as one JSON parameter spares compiling an expanding IN list for every batch size.
 _SQLITE_NODES = (
-    select(NODES.c.id, NODES.c.serial, NODES.c.hostname, NODES.c.state, SKUS.c.gpus_per_node)
-    .select_from(NODES.join(SKUS, SKUS.c.id == NODES.c.sku_id))
-    .where(
-        or_(
-            NODES.c.id.in_(bindparam("refs", expanding=True)),
-            NODES.c.serial.in_(bindparam("refs", expanding=True)),
-            NODES.c.hostname.in_(bindparam("refs", expanding=True)),
-        )
-    )
+    "SELECT json_group_array(json_array(n.id, n.serial, n.hostname, n.state, s.gpus_per_node, "
+    "(SELECT count(*) FROM gpus g WHERE g.node_id = n.id))) FROM nodes n JOIN skus s ON s.id = n.sku_id "
+    "WHERE n.id IN (SELECT value FROM json_each(?1)) OR n.serial IN (SELECT value FROM json_each(?1)) "
+    "OR n.hostname IN (SELECT value FROM json_each(?1))"
 )
-_SQLITE_GPUS = select(GPUS.c.id, GPUS.c.node_id, GPUS.c.idx, GPUS.c.serial, GPUS.c.uuid, GPUS.c.pci_bus_id).where(
-    GPUS.c.node_id.in_(bindparam("ids", expanding=True))
+_SQLITE_GPUS = (
+    "SELECT json_group_array(json_array(id, node_id, idx, serial, uuid, pci_bus_id)) FROM gpus "
+    "WHERE node_id IN (SELECT value FROM json_each(?1))"
 )
-_SQLITE_OWNERS = select(GPUS.c.node_id).where(
-    or_(GPUS.c.serial.in_(bindparam("keys", expanding=True)), GPUS.c.uuid.in_(bindparam("keys", expanding=True)))
+_SQLITE_OWNERS = (
+    "SELECT json_group_array(json_array(node_id)) FROM gpus "
+    "WHERE serial IN (SELECT value FROM json_each(?1)) OR uuid IN (SELECT value FROM json_each(?1))"
 )
 # PostgreSQL: one array parameter per list, so the text never changes (psycopg prepares it once), and a UNION of
 # index lookups where one OR over three columns would scan the table.
 _PG_NODE_SELECT = (
-    "SELECT n.id, n.serial, n.hostname, n.state, s.gpus_per_node FROM nodes n JOIN skus s ON s.id = n.sku_id WHERE "
+    "SELECT n.id, n.serial, n.hostname, n.state, s.gpus_per_node, "
+    "(SELECT count(*) FROM gpus g WHERE g.node_id = n.id) FROM nodes n JOIN skus s ON s.id = n.sku_id WHERE "
 )
 _PG_NODES = " UNION ".join(_PG_NODE_SELECT + f"n.{c} = ANY(%(refs)s)" for c in ("id", "serial", "hostname"))
 _PG_GPUS = "SELECT id, node_id, idx, serial, uuid, pci_bus_id FROM gpus WHERE node_id = ANY(%(ids)s)"
@@ -99,13 +101,14 @@ _PG_OWNERS = (
 )
 
 
-def _query(connection: Connection, sqlite: Any, postgresql: str, name: str, values: Sequence[str]) -> list[Any]:
+def _query(connection: Connection, sqlite: str, postgresql: str, name: str, values: Sequence[str]) -> list[Any]:
     rows: list[Any] = []
     for chunk in _chunks(values):
         if connection.dialect.name == "postgresql":
             rows.extend(connection.exec_driver_sql(postgresql, {name: list(chunk)}).all())
         else:
-            rows.extend(connection.execute(sqlite, {name: list(chunk)}).all())
+            answer = connection.exec_driver_sql(sqlite, (json.dumps(list(chunk)),)).scalar_one()
+            rows.extend(json.loads(answer))
     return rows
 
 
@@ -120,7 +123,9 @@ class Inventory:
         self.gpu_by_uuid: dict[str, _GpuRow] = {}
         connection = session.connection()
         refs = sorted({r for r in node_refs if r})
+        gpus = list(gpus)
         gpu_keys = sorted({k for g in gpus for k in (g.serial, g.uuid) if k})
+        self.gpu_rows = bool(gpu_keys) or any(g.pci_bus_id for g in gpus)
         owners = {str(row[0]) for row in _query(connection, _SQLITE_OWNERS, _PG_OWNERS, "keys", gpu_keys)}
         for row in _query(connection, _SQLITE_NODES, _PG_NODES, "refs", refs):
             self._add_node(_NodeRow(*row))
@@ -128,6 +133,8 @@ class Inventory:
         # Nodes found only through a GPU serial or UUID: by id, through the same statement.
         for row in _query(connection, _SQLITE_NODES, _PG_NODES, "refs", missing):
             self._add_node(_NodeRow(*row))
+        if not self.gpu_rows:  # GPUs named by index at most: the node's count of rows is all a match needs
+            return
         for gpu_id, node_id, idx, serial, uuid, pci in _query(
             connection, _SQLITE_GPUS, _PG_GPUS, "ids", sorted(self.by_id)
         ):
@@ -202,7 +209,7 @@ class Inventory:
             if with_pci:
                 return Match(None, reason=f"node {node.id} has no GPU at PCI address {pci}")
         if gpu.index is not None:
-            count = len(node.gpus) or node.gpu_count
+            count = node.recorded or node.gpu_count
             if 0 <= gpu.index < count:
                 return Match(node.id, gpu.index)
             return Match(None, reason=f"node {node.id} has {count} GPUs; there is no GPU index {gpu.index}")
