@@ -46,7 +46,7 @@ from gpufleet.adapters.formats.xid import mentions_xid, parse_xid_log
 from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database
 from gpufleet.services.errors import Forbidden, InvalidInput
-from gpufleet.services.health_match import Inventory, Match
+from gpufleet.services.health_match import Inventory, Match, save_learned
 from gpufleet.services.health_requests import complete_request
 
 log = logging.getLogger("gpufleet.health")
@@ -302,8 +302,15 @@ def _sqlite_insert_sql(rows: int) -> str:
     row = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
     return (
         f"INSERT INTO health_events ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * rows)} "  # noqa: S608
-        "ON CONFLICT (fingerprint) DO NOTHING RETURNING id, fingerprint"
+        "ON CONFLICT (fingerprint) DO NOTHING"
     )
+
+
+# The new rows are read back as one row of JSON instead of through RETURNING, whose rows the sqlite3 module steps one
+# at a time, handing the interpreter lock around for each while this transaction holds the one write lock. Every id
+# above the highest before the insert is this transaction's: no other writer runs inside it.
+_SQLITE_LAST_ID = "SELECT coalesce(max(id), 0) FROM health_events"
+_SQLITE_NEW_ROWS = "SELECT json_group_array(json_array(id, fingerprint)) FROM health_events WHERE id > ?"
 
 
 def _sqlite_values(batch: list[dict[str, Any]]) -> tuple[Any, ...]:
@@ -344,20 +351,33 @@ def _pg_rows(batch: list[dict[str, Any]]) -> str:
     return json.dumps([plain(r) for r in batch])
 
 
-def _insert(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Insert, skipping fingerprints already stored (also by a concurrent request); the new ids by fingerprint."""
-    if not rows:
-        return {}
-    connection = session.connection()
-    found: dict[str, int] = {}
-    size = 5000 if connection.dialect.name == "postgresql" else SQLITE_BATCH
+def _statements(rows: list[dict[str, Any]], dialect: str) -> list[tuple[str, Any]]:
+    """The insert statements for ``rows`` with their values encoded, ready before the write turn is taken."""
+    size = 5000 if dialect == "postgresql" else SQLITE_BATCH
+    statements: list[tuple[str, Any]] = []
     for start in range(0, len(rows), size):
         batch = rows[start : start + size]
-        if connection.dialect.name == "postgresql":
-            result = connection.exec_driver_sql(_PG_INSERT, {"rows": _pg_rows(batch)})
+        if dialect == "postgresql":
+            statements.append((_PG_INSERT, {"rows": _pg_rows(batch)}))
         else:
-            result = connection.exec_driver_sql(_sqlite_insert_sql(len(batch)), _sqlite_values(batch))
-        for new_id, fingerprint in result:
+            statements.append((_sqlite_insert_sql(len(batch)), _sqlite_values(batch)))
+    return statements
+
+
+def _insert(session: Session, statements: list[tuple[str, Any]]) -> dict[str, int]:
+    """Insert, skipping fingerprints already stored (also by a concurrent request); the new ids by fingerprint."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        if not statements:
+            return {}
+        before = connection.exec_driver_sql(_SQLITE_LAST_ID).scalar_one()
+        for sql, params in statements:
+            connection.exec_driver_sql(sql, params)
+        answer = connection.exec_driver_sql(_SQLITE_NEW_ROWS, (before,)).scalar_one()
+        return {fingerprint: new_id for new_id, fingerprint in json.loads(answer)}
+    found: dict[str, int] = {}
+    for sql, params in statements:
+        for new_id, fingerprint in connection.exec_driver_sql(sql, params):
             found[fingerprint] = new_id
     return found
 
@@ -380,44 +400,60 @@ def read_inventory(session: Session, parsed: Parsed, node: str | None) -> Invent
     return Inventory(session, refs, gpus)
 
 
-def record(
-    session: Session,
+@dataclass
+class _Prepared:
+    """An ingest worked out before its write transaction: only the statements run inside it."""
+
+    report: HealthIngestReport
+    rows: list[dict[str, Any]]
+    matched: dict[str, tuple[Observation, Match]]
+    statements: list[tuple[str, Any]]
+    learned: list[dict[str, object]]
+
+
+def prepare(
     parsed: Parsed,
     now: datetime,
     actor: Actor,
     source_name: str,
+    inventory: Inventory,
+    dialect: str,
     node: str | None = None,
     delivery: str | None = None,
     fmt: str | None = None,
-    inventory: Inventory | None = None,
-) -> HealthIngestReport:
-    """Match, stamp and store parsed observations inside the caller's transaction."""
+) -> _Prepared:
+    """Match, stamp, deduplicate within the body and encode the inserts, all outside the write transaction: under
+    a burst the one SQLite writer's turn then holds only the statements."""
     report = HealthIngestReport(source=source_name, format=fmt or parsed.source, readings=parsed.readings)
     report.ignored, report.problems = parsed.ignored, list(parsed.problems)
-    observations = parsed.observations
-    if inventory is None:
-        inventory = read_inventory(session, parsed, node)
-    if parsed.gpus:
-        report.gpus_learned = inventory.learn_gpus(session, node, parsed.gpus)
+    learned = inventory.learn_gpus(node, parsed.gpus) if parsed.gpus else []
+    report.gpus_learned = len(learned)
     rows: list[dict[str, Any]] = []
-    pending: dict[str, tuple[Observation, Match]] = {}
-    for obs in observations:
+    matched: dict[str, tuple[Observation, Match]] = {}
+    for obs in parsed.observations:
         match = inventory.match(obs.node, obs.gpu)
         row, flag = _row(obs, match, now, actor, source_name, delivery)
-        if row["fingerprint"] in pending:
+        if row["fingerprint"] in matched:
             report.duplicates += 1
             continue
-        pending[row["fingerprint"]] = (obs, match)
+        matched[row["fingerprint"]] = (obs, match)
         rows.append(row)
         report.future += flag == FUTURE
         report.stale += flag == STALE
-    report.events = len(observations)
-    stored = _insert(session, rows)
+    report.events = len(parsed.observations)
+    return _Prepared(report, rows, matched, _statements(rows, dialect), learned)
+
+
+def store(session: Session, prepared: _Prepared) -> HealthIngestReport:
+    """Run a prepared ingest's writes inside the caller's transaction and complete its report."""
+    report, rows = prepared.report, prepared.rows
+    save_learned(session, prepared.learned)
+    stored = _insert(session, prepared.statements)
     report.accepted = len(stored)
     report.duplicates += len(rows) - len(stored)
     for row in rows:
         new_id = stored.get(row["fingerprint"])
-        obs, match = pending[row["fingerprint"]]
+        obs, match = prepared.matched[row["fingerprint"]]
         if new_id is None:
             continue
         report.event_ids.append(new_id)
@@ -456,8 +492,9 @@ def ingest(
     parsed = parse(text, chosen, now, node)
     with db.reader() as session:
         inventory = read_inventory(session, parsed, node)
+    prepared = prepare(parsed, now, actor, source_name[:200], inventory, db.dialect, node, delivery, chosen)
     with db.transaction() as session:
-        report = record(session, parsed, now, actor, source_name[:200], node, delivery, chosen, inventory)
+        report = store(session, prepared)
         if request_id is not None:
             found = inventory.node(node)[0] if node else None
             codes = [o.code for o in parsed.observations]

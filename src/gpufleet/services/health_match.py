@@ -215,8 +215,9 @@ class Inventory:
             return Match(None, reason=f"node {node.id} has {count} GPUs; there is no GPU index {gpu.index}")
         return Match(node.id, gpu_unresolved=True)
 
-    def learn_gpus(self, session: Session, node_ref: str | None, seen: Iterable[GpuRef]) -> int:
-        """Record the PCI bus id and UUID nvidia-smi reported for GPUs known by serial; returns the rows changed."""
+    def learn_gpus(self, node_ref: str | None, seen: Iterable[GpuRef]) -> list[dict[str, object]]:
+        """Take the PCI bus id and UUID nvidia-smi reported for GPUs known by serial into this inventory, so the
+        readings' own events match by them; the changed rows, for ``save_learned`` to write."""
         node_id = self.node(node_ref)[0] if node_ref else None
         taken = set(self.gpu_by_uuid)
         changes: list[dict[str, object]] = []
@@ -232,11 +233,14 @@ class Inventory:
                     taken.add(uuid)
                     self.gpu_by_uuid[uuid] = row
                 changes.append({"b_id": row.id, "b_pci": row.pci, "b_uuid": row.uuid})
-        if changes:
-            stmt = (
-                update(GPUS)
-                .where(GPUS.c.id == bindparam("b_id"))
-                .values(pci_bus_id=bindparam("b_pci"), uuid=bindparam("b_uuid"))
-            )
-            session.connection().execute(stmt, changes)
-        return len(changes)
+        return changes
+
+
+def save_learned(session: Session, changes: list[dict[str, object]]) -> None:
+    if changes:
+        stmt = (
+            update(GPUS)
+            .where(GPUS.c.id == bindparam("b_id"))
+            .values(pci_bus_id=bindparam("b_pci"), uuid=bindparam("b_uuid"))
+        )
+        session.connection().execute(stmt, changes)
