@@ -32,7 +32,7 @@ from sqlalchemy import bindparam, select, text, update
 
 from _db import backend_arg, scratch_database
 from _fleet import NODES, STATE_CYCLE, populate
-from gpufleet.adapters.db.models import Gpu, Node, NodeEvent
+from gpufleet.adapters.db.models import Gpu, Node, NodeEvent, RemediationCase
 from gpufleet.api.app import create_app
 from gpufleet.services import health_ingest
 from gpufleet.services.context import Actor, Role
@@ -289,12 +289,19 @@ def quarantine_latency(db: Database, base: datetime) -> dict[str, Any]:
         if len(quarantined) < len(arrivals):
             time.sleep(0.2)
     latencies = sorted((quarantined[h] - arrivals[h]).total_seconds() for h in quarantined)
+    with db.reader() as session:  # what became of the rest: a budget or breaker holds a case, by design
+        held = session.execute(
+            select(RemediationCase.hostname, RemediationCase.state, RemediationCase.held).where(
+                RemediationCase.hostname.in_([h for h in arrivals if h not in quarantined])
+            )
+        ).all()
     result: dict[str, Any] = {
         "events_sent": total,
         "offered_rate": TARGET_RATE,
         "achieved_rate": round(total / sent_s),
         "quarantine_expected": len(arrivals),
         "quarantined": len(latencies),
+        "not_quarantined": [{"node": h, "case_state": state, "held": why} for h, state, why in held],
     }
     if latencies:
         result.update(

@@ -261,6 +261,37 @@ def test_an_xid_arriving_through_ingest_quarantines_its_node_in_the_same_request
     assert ADMIN.role > OPERATOR.role
 
 
+def test_the_reaction_acts_on_evidence_that_changes_an_open_case_and_leaves_the_rest_to_the_pass(
+    db: Database, clock: ManualClock
+) -> None:
+    from gpufleet.adapters.db.models import HealthEvent
+
+    h = harness(db, clock)
+    use_registry(h.registry)
+    try:
+        react_now(db, [i for i in h.report("E11", "xid:94") if i is not None])
+        case = h.case("E11")
+        assert case.start_action == "restart_app" and case.closed_at is None
+        noise = [i for i in h.report("E11", "xid:43") if i is not None]
+        react_now(db, noise)
+        stronger = [i for i in h.report("E11", "xid:79") if i is not None]
+        react_now(db, stronger)
+        with db.reader() as session:
+            rows = {
+                e.id: (e.processed_at, e.case_id)
+                for e in session.execute(select(HealthEvent.id, HealthEvent.processed_at, HealthEvent.case_id))
+            }
+        assert rows[stronger[0]][0] is not None and rows[stronger[0]][1] == case.id
+        assert h.case("E11").start_action == "reboot"  # Xid 79 asks for more than the restart the case began with
+        assert rows[noise[0]] == (None, None)  # changes nothing: attached by the next pass, not under the burst
+        h.run()
+        with db.reader() as session:
+            attached = session.execute(select(HealthEvent.case_id).where(HealthEvent.id == noise[0])).scalar_one()
+        assert attached == case.id and len(h.cases("E11")) == 1
+    finally:
+        use_registry(None)
+
+
 def test_the_reaction_leaves_ignored_noise_to_the_next_pass(db: Database, clock: ManualClock) -> None:
     from gpufleet.adapters.db.models import HealthEvent
 

@@ -206,6 +206,37 @@ _FACT_COLUMNS = (
 )
 
 
+# What triage reads of a node's open case to tell whether new evidence changes it.
+_CASE_FACTS = (
+    RemediationCase.open_node_id,
+    RemediationCase.codes,
+    RemediationCase.start_action,
+    RemediationCase.kind,
+    RemediationCase.dry_run,
+    RemediationCase.held,
+)
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    verdict: Classification
+    stronger: bool
+    """The case's evidence together now asks for a stronger first action."""
+    hardware: bool
+    """The evidence shows a hardware fault in a case not yet taken for one."""
+
+    @property
+    def changes(self) -> bool:
+        return self.stronger or self.hardware
+
+
+def _evidence(policy: XidPolicy, case: Any, events: list[Any]) -> _Evidence:
+    """What more events mean for an open case: the one rule that attaching them and the reaction's triage share."""
+    verdict = classify(policy, [Seen(c) for c in case.codes] + [_seen(e) for e in events])
+    stronger = verdict.actionable and strength(verdict.action) > strength(Action(case.start_action))
+    return _Evidence(verdict, stronger, verdict.kind is Kind.HARDWARE and case.kind != Kind.HARDWARE.value)
+
+
 class Intake:
     def __init__(self, actor: str, correlation_prefix: str) -> None:
         self.actor = actor
@@ -214,9 +245,11 @@ class Intake:
     def triage(
         self, session: Session, now: datetime, book: PolicyBook, ids: list[int], facts: dict[int, Any] | None = None
     ) -> list[int]:
-        """Which of these new events need a decision now, read without writing: those that may open a case or belong
-        to one, and observed reboots. The rest is noise the policy ignores; the controller's next pass marks it
-        processed in bulk, so a burst of it never queues for the write lock ahead of a real fault.
+        """Which of these new events need a decision now, read without writing: those that may open a case, those that
+        change an open case (a stronger action, hardware after all, or a case held or in a dry run, which new
+        evidence wakes), and observed reboots. The rest is noise the policy ignores or evidence that changes nothing;
+        the controller's next pass marks it processed or attaches it in bulk, so a burst of it never queues for the
+        write lock ahead of a real fault.
 
         ``facts`` are the events as the ingest stored them (ids without facts were stored processed); without them the
         events are read. An event processed meanwhile by another process may still be named: the intake skips it.
@@ -240,18 +273,24 @@ class Intake:
         for e in rows:
             by_node[e.node_id].append(e)
         cases = (
-            session.execute(select(RemediationCase.open_node_id).where(RemediationCase.open_node_id.in_(list(by_node))))
-            .scalars()
-            .all()
+            {
+                c.open_node_id: c
+                for c in session.execute(
+                    select(*_CASE_FACTS).where(RemediationCase.open_node_id.in_(list(by_node)))
+                ).all()
+            }
             if by_node
-            else []
+            else {}
         )
-        keep = set(cases)
+        keep = set()
         for node_id, items in by_node.items():
-            if node_id in keep or any(e.code == REBOOTED for e in items):
+            case = cases.get(node_id)
+            if any(e.code == REBOOTED for e in items):
                 keep.add(node_id)
-                continue
-            if classify(policy, [_seen(e) for e in items if e.observed_at >= horizon]).actionable:
+            elif case is not None:
+                if case.dry_run or case.held or _evidence(policy, case, items).changes:
+                    keep.add(node_id)
+            elif classify(policy, [_seen(e) for e in items if e.observed_at >= horizon]).actionable:
                 keep.add(node_id)
         return [e.id for e in rows if e.node_id in keep]
 
@@ -423,16 +462,14 @@ class Intake:
         self, session: Session, case: store.CaseRow, events: list[Any], policy: XidPolicy, now: datetime
     ) -> bool:
         """Add evidence to the open case; True when the case should be looked at now."""
-        seen = [Seen(c) for c in case.codes] + [_seen(e) for e in events]
-        verdict = classify(policy, seen)
-        codes = sorted(set(case.codes) | set(verdict.codes))
-        stronger = verdict.actionable and strength(verdict.action) > strength(Action(case.start_action))
+        found = _evidence(policy, case, events)
+        codes = sorted(set(case.codes) | set(found.verdict.codes))
         detail = f"{len(events)} more event(s): {', '.join(sorted({e.code for e in events}))}"
         changes: dict[str, Any] = {"codes": codes}
-        if stronger:
-            changes["start_action"] = verdict.action.value
-            detail += f"; the evidence now asks for {verdict.action.value}"
-        if verdict.kind is Kind.HARDWARE and case.kind != Kind.HARDWARE.value:
+        if found.stronger:
+            changes["start_action"] = found.verdict.action.value
+            detail += f"; the evidence now asks for {found.verdict.action.value}"
+        if found.hardware:
             changes["kind"] = Kind.HARDWARE.value
         wake = bool(case.dry_run or case.held)
         if wake:
