@@ -121,3 +121,22 @@ def test_rematch_over_http(api: Api) -> None:
     assert first["unmatched_count"] == 1
     result = api.post("/api/v1/events/rematch").json()
     assert result == {"examined": 1, "matched": 0, "still_unmatched": 1, "stale": 0, "event_ids": []}
+
+
+def test_a_busy_server_answers_503_which_the_agent_retries(
+    api: Api, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpufleet.agent.uplink import RETRY_STATUSES
+    from gpufleet.services import health_ingest
+
+    monkeypatch.setattr(health_ingest, "INGEST_WAIT_S", 0.05)
+    turns = db.ingest_turns
+    held = [turns.acquire(timeout=1) for _ in range(turns.size)]
+    try:
+        response = api.post("/api/v1/events/xid", content=fixture("kern.log"))
+    finally:
+        for _ in held:
+            turns.release()
+    assert "send it again later" in assert_problem(response, 503)["detail"]
+    assert response.status_code in RETRY_STATUSES
+    assert api.post("/api/v1/events/xid", content=fixture("kern.log")).json()["accepted"] == 8

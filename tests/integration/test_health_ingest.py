@@ -313,3 +313,34 @@ def test_the_reaction_is_handed_what_the_ingest_stored(fleet: Database) -> None:
             e.gpu_index,
             e.observed_at,
         )
+
+
+def test_an_ingest_that_gets_no_turn_is_refused_as_busy_and_stores_nothing(
+    fleet: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpufleet.services import health_ingest
+    from gpufleet.services.errors import Busy
+
+    monkeypatch.setattr(health_ingest, "INGEST_WAIT_S", 0.05)
+    turns = fleet.ingest_turns
+    held = [turns.acquire(timeout=1) for _ in range(turns.size)]
+    try:
+        with pytest.raises(Busy, match=f"{turns.size} ingests have been in progress"):
+            ingest(fleet, fixture("kern.log"), "xid", OPERATOR)
+        assert events(fleet) == []
+    finally:
+        for _ in held:
+            turns.release()
+    assert ingest(fleet, fixture("kern.log"), "xid", OPERATOR).accepted == 8
+
+
+def test_ingest_concurrency_comes_from_the_environment_or_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpufleet.services.database import ingest_concurrency
+
+    monkeypatch.delenv("GPUFLEET_INGEST_CONCURRENCY", raising=False)
+    assert (ingest_concurrency("sqlite"), ingest_concurrency("postgresql")) == (2, 8)
+    monkeypatch.setenv("GPUFLEET_INGEST_CONCURRENCY", "5")
+    assert ingest_concurrency("sqlite") == 5
+    monkeypatch.setenv("GPUFLEET_INGEST_CONCURRENCY", "0")
+    with pytest.raises(ValueError, match="GPUFLEET_INGEST_CONCURRENCY must be a whole number of 1 or more, not '0'"):
+        ingest_concurrency("sqlite")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from gpufleet.adapters.db import migrate
 from gpufleet.adapters.db.engine import READ_ONLY, database_url, make_engine
 from gpufleet.services.clock import Clock, SystemClock
+from gpufleet.services.turns import FairTurns
 
+INGEST_CONCURRENCY = {"sqlite": 2, "postgresql": 8}
 WRITER_WAIT_S = 30.0
 """How long a writer waits for its turn, as long as SQLite's own busy timeout."""
 
@@ -29,6 +32,7 @@ class Database:
         # commits; left to SQLite, a blocked writer polls the lock with sleeps of up to 100 ms, which under a burst of
         # concurrent ingests costs more than the writes. Other processes still meet SQLite's busy timeout.
         self._writer = threading.RLock() if self.engine.dialect.name == "sqlite" else None
+        self.ingest_turns = FairTurns(ingest_concurrency(self.engine.dialect.name))
 
     @property
     def url(self) -> str:
@@ -83,6 +87,23 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def ingest_concurrency(dialect: str) -> int:
+    """How many health ingests one process works on at once: ``GPUFLEET_INGEST_CONCURRENCY``, else 2 on SQLite and 8
+    on PostgreSQL.
+
+    Parsing, matching and the reaction are Python, which runs one thread at a time. On SQLite, ingests past a couple
+    only contend for the interpreter lock and the one writer, and every one of them gets slower; waiting their turn in
+    arrival order, a burst is taken at the rate the process can sustain. On PostgreSQL the waits on the server leave
+    room for more. More throughput comes from more processes (replicas on PostgreSQL), not more threads.
+    """
+    raw = os.environ.get("GPUFLEET_INGEST_CONCURRENCY", "")
+    if not raw:
+        return INGEST_CONCURRENCY.get(dialect, 2)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"GPUFLEET_INGEST_CONCURRENCY must be a whole number of 1 or more, not {raw!r}")
+    return int(raw)
 
 
 def open_database(url: str | None = None, clock: Clock | None = None) -> Database:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gpufleet.domain.lifecycle import InvalidTransition
 
 __all__ = [
+    "Busy",
     "Forbidden",
     "InvalidInput",
     "InvalidTransition",
@@ -27,6 +28,13 @@ class NotFound(ServiceError):
 class Forbidden(ServiceError):
     status = 403
     title = "Forbidden"
+
+
+class Busy(ServiceError):
+    """The server has more of this work in hand than it takes at once; the same request may be sent again."""
+
+    status = 503
+    title = "Service busy"
 
 
 class VersionConflict(ServiceError):

@@ -45,7 +45,7 @@ from gpufleet.adapters.formats.nvidia_smi import parse_nvidia_smi
 from gpufleet.adapters.formats.xid import mentions_xid, parse_xid_log
 from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database
-from gpufleet.services.errors import Forbidden, InvalidInput
+from gpufleet.services.errors import Busy, Forbidden, InvalidInput
 from gpufleet.services.health_match import Inventory, Match, save_learned
 from gpufleet.services.health_requests import complete_request
 
@@ -468,6 +468,11 @@ def store(session: Session, prepared: _Prepared) -> HealthIngestReport:
     return report
 
 
+INGEST_WAIT_S = 30.0
+"""How long an ingest waits for its turn (``Database.ingest_turns``) before it is refused as busy (503, which the agent
+retries)."""
+
+
 def ingest(
     db: Database,
     text: str,
@@ -488,6 +493,26 @@ def ingest(
     if delivery is not None and not (0 < len(delivery) <= 100):
         raise InvalidInput("a delivery id is 1 to 100 characters", field="delivery")
     chosen = detect_format(text) if fmt in ("auto", "", None) else fmt
+    turns = db.ingest_turns
+    if not turns.acquire(timeout=INGEST_WAIT_S):
+        busy = f"{turns.size} ingests have been in progress for {INGEST_WAIT_S:.0f} s"
+        raise Busy(f"{busy}; send it again later")
+    try:
+        return _ingest(db, text, chosen, actor, node, source_name, delivery, request_id)
+    finally:
+        turns.release()
+
+
+def _ingest(
+    db: Database,
+    text: str,
+    chosen: str,
+    actor: Actor,
+    node: str | None,
+    source_name: str,
+    delivery: str | None,
+    request_id: int | None,
+) -> HealthIngestReport:
     now = db.clock.now()
     parsed = parse(text, chosen, now, node)
     with db.reader() as session:
