@@ -116,7 +116,9 @@ def test_breakers_dry_run_figures_tickets_channels_outbox_and_reboots(cli: Cli) 
     assert cli.json("policy", "show", "--cluster", "west-fleet")["settings"]["dry_run"] is True
     figures = cli.json("remediation", "figures")
     assert figures["cases_total"] == 2 and set(figures["mttr_minutes"]) == {"software", "hardware"}
-    assert cli("remediation", "figures").exit_code == 0
+    assert sum(v["count"] for v in figures["unresolved_minutes"].values()) == figures["open_cases"] == 2
+    shown_figures = cli("remediation", "figures")
+    assert shown_figures.exit_code == 0 and "unresolved" in shown_figures.stdout
     assert cli.json("remediation", "tickets") == []
     assert cli("remediation", "channel", "set", "default", "http://127.0.0.1:9/hook").exit_code == 0
     assert cli.json("remediation", "channel", "list")[0]["name"] == "default"

@@ -96,6 +96,21 @@ def test_repeated_deliveries_and_later_evidence_make_one_case(h: Harness) -> Non
     assert [s.kind for s in h.steps(cases[0].id)].count("evidence") == 1
 
 
+def test_figures_report_the_age_of_cases_not_yet_resolved_beside_mttr(h: Harness) -> None:
+    h.break_node("E2", RepairAction.RMA)
+    h.report("E2", "xid:79")
+    h.run()
+    h.clock.advance(timedelta(minutes=90))
+    h.run()
+    case = h.cases("E2")[0]
+    assert case.closed_at is None
+    figures = remediation_figures(h.db, ADMIN)
+    assert figures["mttr_minutes"]["hardware"]["count"] == 0  # nothing finished: MTTR alone would say nothing
+    unresolved = figures["unresolved_minutes"]["hardware"]
+    assert unresolved["count"] == 1 and unresolved["age_p50"] == unresolved["age_max"] == pytest.approx(90, abs=1)
+    assert figures["unresolved_minutes"]["software"] == {"count": 0, "age_p50": None, "age_max": None}
+
+
 def test_informational_codes_and_stale_events_are_evidence_only(h: Harness) -> None:
     h.report("E3", "xid:63")
     h.report("E4", "xid:79", at=h.clock.now() - timedelta(days=2))

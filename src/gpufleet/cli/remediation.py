@@ -85,6 +85,11 @@ def figures_command(
             (f"MTTR {g}", f"p50 {_min(v['p50'])}, p90 {_min(v['p90'])} over {v['count']} case(s)")
             for g, v in mttr.items()
         ),
+        *(
+            (f"unresolved {g}", f"{v['count']} case(s), open p50 {_min(v['age_p50'])}, longest {_min(v['age_max'])}")
+            for g, v in data["unresolved_minutes"].items()
+            if v["count"]
+        ),
         ("resolved without a person", _share(auto["rate"], auto["automated"], auto["cases"])),
         (
             "reboots that came back",

@@ -54,6 +54,9 @@ class Figures:
     open_cases: int = 0
     by_state: dict[str, int] = field(default_factory=dict)
     minutes: dict[str, list[float]] = field(default_factory=lambda: {"software": [], "hardware": []})
+    open_minutes: dict[str, list[float]] = field(default_factory=lambda: {"software": [], "hardware": []})
+    """How long the cases not yet resolved have been open: MTTR counts only finished ones, which flatters it while a
+    supplier still holds units."""
     overall: Tally = field(default_factory=Tally)
     by_supplier: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
     by_cluster: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
@@ -77,6 +80,14 @@ class Figures:
                 }
                 for group, values in self.minutes.items()
             },
+            "unresolved_minutes": {
+                group: {
+                    "count": len(values),
+                    "age_p50": _rounded(percentile(values, 0.5)),
+                    "age_max": _rounded(max(values, default=None)),
+                }
+                for group, values in self.open_minutes.items()
+            },
             "automation": {
                 **self.overall.as_dict(),
                 "by_supplier": {k: v.as_dict() for k, v in sorted(self.by_supplier.items())},
@@ -87,7 +98,12 @@ class Figures:
         }
 
 
-def compute(session: Session, since: datetime | None = None) -> Figures:
+def _rounded(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
+
+
+def compute(session: Session, since: datetime | None = None, now: datetime | None = None) -> Figures:
+    """The figures over cases opened since ``since``; with ``now``, also the age of those still unresolved."""
     suppliers = dict(session.execute(select(Supplier.id, Supplier.name)).all())
     clusters = dict(session.execute(select(Cluster.id, Cluster.name)).all())
     query = select(
@@ -114,6 +130,9 @@ def compute(session: Session, since: datetime | None = None) -> Figures:
         by_state[r.state] += 1
         if r.state not in (CaseState.REINTEGRATED.value, CaseState.CLOSED.value):
             out.open_cases += 1
+            if now is not None:
+                group = MTTR_GROUPS.get(Kind(r.kind), "hardware")
+                out.open_minutes[group].append(max(0.0, (now - r.detected_at).total_seconds() / 60))
         if r.action:
             by_action[r.action] += 1
         reintegrated = r.resolution == "reintegrated"
@@ -183,19 +202,22 @@ def remediation_figures(db: Database, actor: Actor, since: datetime | None = Non
     if actor.tenant_scoped:
         raise Forbidden("remediation figures are fleet data; a tenant-scoped token cannot read them")
     with db.reader() as session:
-        return {**compute(session, since).as_dict(), "mttr_breakdown": mttr_breakdown(session, since)}
+        figures = compute(session, since, db.clock.now())
+        return {**figures.as_dict(), "mttr_breakdown": mttr_breakdown(session, since)}
 
 
-def simulation_figures(db: Database) -> dict[str, Any]:
-    """The figures ``gpufleet simulate`` adds to its JSON, from what the product recorded."""
+def simulation_figures(db: Database, now: datetime | None = None) -> dict[str, Any]:
+    """The figures ``gpufleet simulate`` adds to its JSON, from what the product recorded; ``now`` is the run's end."""
     with db.reader() as session:
-        figures = compute(session)
+        figures = compute(session, now=now)
         breakdown = mttr_breakdown(session)
     return {
         "mttr_software_min_p50": figures.mttr("software", 0.5),
         "mttr_software_min_p90": figures.mttr("software", 0.9),
         "mttr_hardware_min_p50": figures.mttr("hardware", 0.5),
         "mttr_hardware_min_p90": figures.mttr("hardware", 0.9),
+        "hardware_unresolved_cases": len(figures.open_minutes["hardware"]),
+        "hardware_unresolved_age_min_p50": _rounded(percentile(figures.open_minutes["hardware"], 0.5)),
         "automation_rate": figures.overall.rate,
         "cases_total": figures.cases_total,
         "reboots_returned_share": figures.reboots.get("returned_share"),

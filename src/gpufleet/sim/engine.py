@@ -526,7 +526,7 @@ class Simulation:
             "nodes_by_state": dict(sorted(stored.items())),
         }
         figures = validation_figures(self.db, max(1, math.ceil(self.scenario.failures.reban_window_days)))
-        return {**head, **body, **figures, **simulation_figures(self.db)}
+        return {**head, **body, **figures, **simulation_figures(self.db, self.record_now())}
 
     def close(self) -> None:
         if self._db_given is None and getattr(self, "db", None) is not None:
