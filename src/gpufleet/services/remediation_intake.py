@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -34,6 +34,7 @@ from gpufleet.domain.xid_policy import (
 )
 from gpufleet.services import remediation_store as store
 from gpufleet.services.errors import InvalidInput
+from gpufleet.services.health_ingest import EventFacts
 from gpufleet.services.remediation_policy import PolicyBook
 from gpufleet.services.remediation_reboots import reboot_observed
 from gpufleet.services.remediation_safety import note_case_opened
@@ -194,16 +195,9 @@ class _NoRule:
 _NONE = _NoRule()
 
 
-# What intake reads of an event to decide on it; the ingest hands the same facts to a reaction (``EventFacts``).
-_FACT_COLUMNS = (
-    EVENTS.c.id,
-    EVENTS.c.node_id,
-    EVENTS.c.code,
-    EVENTS.c.severity,
-    EVENTS.c.status,
-    EVENTS.c.gpu_index,
-    EVENTS.c.observed_at,
-)
+# What intake reads of an event to decide on it: the columns of the facts the ingest hands a reaction, so the two
+# cannot drift apart.
+_FACT_COLUMNS = tuple(EVENTS.c[f.name] for f in fields(EventFacts))
 
 
 # What triage reads of a node's open case to tell whether new evidence changes it.
