@@ -344,3 +344,19 @@ def test_ingest_concurrency_comes_from_the_environment_or_the_database(monkeypat
     monkeypatch.setenv("GPUFLEET_INGEST_CONCURRENCY", "0")
     with pytest.raises(ValueError, match="GPUFLEET_INGEST_CONCURRENCY must be a whole number of 1 or more, not '0'"):
         ingest_concurrency("sqlite")
+
+
+@pytest.mark.parametrize("probe_max", [0, 1000])
+def test_nodes_are_found_by_id_serial_or_hostname_however_many_are_named(
+    fleet: Database, monkeypatch: pytest.MonkeyPatch, probe_max: int
+) -> None:
+    from gpufleet.services import health_match
+
+    monkeypatch.setattr(health_match, "PROBE_MAX", probe_max)  # PostgreSQL: ids probed one by one, or by the planner
+    lines = [
+        {"node": ref, "code": "x", "severity": "info", "observed_at": "2026-03-02T08:00:00Z", "fingerprint": ref}
+        for ref in (node_id("SN01"), "SN02", "gpu-03", "nowhere")
+    ]
+    report = ingest(fleet, "\n".join(json.dumps(line) for line in lines), "json", OPERATOR)
+    assert [u.reason for u in report.unmatched] == ["unknown node 'nowhere'"]
+    assert {e.node_id for e in events(fleet) if e.node_id} == {node_id("SN01"), node_id("SN02"), node_id("SN03")}

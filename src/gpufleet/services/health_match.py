@@ -18,7 +18,7 @@ lines, which name only the PCI address, resolve to a GPU from then on.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -89,23 +89,52 @@ _SQLITE_OWNERS = (
     "WHERE serial IN (SELECT value FROM json_each(?1)) OR uuid IN (SELECT value FROM json_each(?1))"
 )
 # PostgreSQL: one array parameter per list, so the text never changes (psycopg prepares it once), and a UNION of
-# index lookups where one OR over three columns would scan the table.
+# index lookups where one OR over three columns would scan the table. Chassis ids are hashes, uncorrelated with the
+# table's order, so the planner prices a hundred probes of the primary key above a scan of the whole table, which
+# takes several times longer: a webhook's few ids are probed one by one (a LATERAL with a LIMIT it cannot flatten),
+# while a whole kernel log's thousands are left to the planner.
 _PG_NODE_SELECT = (
     "SELECT n.id, n.serial, n.hostname, n.state, s.gpus_per_node, "
-    "(SELECT count(*) FROM gpus g WHERE g.node_id = n.id) FROM nodes n JOIN skus s ON s.id = n.sku_id WHERE "
+    "(SELECT count(*) FROM gpus g WHERE g.node_id = n.id) FROM "
 )
-_PG_NODES = " UNION ".join(_PG_NODE_SELECT + f"n.{c} = ANY(%(refs)s)" for c in ("id", "serial", "hostname"))
+_PG_BY_ID = {
+    True: "unnest(%(refs)s::varchar[]) AS r(ref) CROSS JOIN LATERAL (SELECT * FROM nodes WHERE id = r.ref LIMIT 1) n "
+    "JOIN skus s ON s.id = n.sku_id",
+    False: "nodes n JOIN skus s ON s.id = n.sku_id WHERE n.id = ANY(%(refs)s)",
+}
+_PG_NODES = {
+    few: " UNION ".join(
+        _PG_NODE_SELECT + source  # built from these constants only, never from input
+        for source in (
+            by_id,
+            "nodes n JOIN skus s ON s.id = n.sku_id WHERE n.serial = ANY(%(refs)s)",
+            "nodes n JOIN skus s ON s.id = n.sku_id WHERE n.hostname = ANY(%(refs)s)",
+        )
+    )
+    for few, by_id in _PG_BY_ID.items()
+}
+PROBE_MAX = 1000
+"""Up to this many refs, ids are probed one by one."""
+
+
+def _pg_nodes(refs: int) -> str:
+    return _PG_NODES[refs <= PROBE_MAX]
+
+
 _PG_GPUS = "SELECT id, node_id, idx, serial, uuid, pci_bus_id FROM gpus WHERE node_id = ANY(%(ids)s)"
 _PG_OWNERS = (
     "SELECT node_id FROM gpus WHERE serial = ANY(%(keys)s) UNION SELECT node_id FROM gpus WHERE uuid = ANY(%(keys)s)"
 )
 
 
-def _query(connection: Connection, sqlite: str, postgresql: str, name: str, values: Sequence[str]) -> list[Any]:
+def _query(
+    connection: Connection, sqlite: str, postgresql: str | Callable[[int], str], name: str, values: Sequence[str]
+) -> list[Any]:
     rows: list[Any] = []
     for chunk in _chunks(values):
         if connection.dialect.name == "postgresql":
-            rows.extend(connection.exec_driver_sql(postgresql, {name: list(chunk)}).all())
+            sql = postgresql(len(chunk)) if callable(postgresql) else postgresql
+            rows.extend(connection.exec_driver_sql(sql, {name: list(chunk)}).all())
         else:
             answer = connection.exec_driver_sql(sqlite, (json.dumps(list(chunk)),)).scalar_one()
             rows.extend(json.loads(answer))
@@ -127,11 +156,11 @@ class Inventory:
         gpu_keys = sorted({k for g in gpus for k in (g.serial, g.uuid) if k})
         self.gpu_rows = bool(gpu_keys) or any(g.pci_bus_id for g in gpus)
         owners = {str(row[0]) for row in _query(connection, _SQLITE_OWNERS, _PG_OWNERS, "keys", gpu_keys)}
-        for row in _query(connection, _SQLITE_NODES, _PG_NODES, "refs", refs):
+        for row in _query(connection, _SQLITE_NODES, _pg_nodes, "refs", refs):
             self._add_node(_NodeRow(*row))
         missing = sorted(owners - set(self.by_id))
         # Nodes found only through a GPU serial or UUID: by id, through the same statement.
-        for row in _query(connection, _SQLITE_NODES, _PG_NODES, "refs", missing):
+        for row in _query(connection, _SQLITE_NODES, _pg_nodes, "refs", missing):
             self._add_node(_NodeRow(*row))
         if not self.gpu_rows:  # GPUs named by index at most: the node's count of rows is all a match needs
             return
