@@ -6,7 +6,7 @@ import argparse
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -16,9 +16,11 @@ from gpufleet.services.database import Database, open_database
 PG_ADMIN = os.environ.get("GPUFLEET_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def backend_arg(description: str) -> argparse.Namespace:
+def backend_arg(description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
 
 

@@ -10,8 +10,10 @@ payloads at 5,000 events/s, some of them Xid 79 on in-service nodes, and reading
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
+import multiprocessing
 import pkgutil
 import random
 import socket
@@ -36,7 +38,7 @@ from gpufleet.adapters.db.models import Gpu, Node, NodeEvent, RemediationCase
 from gpufleet.api.app import create_app
 from gpufleet.services import health_ingest
 from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database
+from gpufleet.services.database import Database, open_database
 from gpufleet.services.health_ingest import ingest
 from gpufleet.services.tokens import create_token
 
@@ -242,12 +244,16 @@ def _reaction_registered() -> list[str]:
     return [getattr(c, "__qualname__", repr(c)) for c in health_ingest._callbacks]
 
 
-def quarantine_latency(db: Database, base: datetime) -> dict[str, Any]:
-    """Stream payloads at TARGET_RATE events/s; some alerts are Xid 79 on in-service nodes: arrival -> quarantine."""
+LATENCY_SECONDS = 10
+PER_PAYLOAD = 100
+SENDERS = 8
+
+
+def latency_batches(base: datetime) -> list[list[dict[str, Any]]]:
+    """TARGET_RATE events/s for LATENCY_SECONDS of quiet noise, with Xid 79s on in-service nodes among them."""
     in_service = [i for i in range(NODES) if STATE_CYCLE[i % len(STATE_CYCLE)] == "in_service"]
     targets = random.Random(7).sample(in_service, QUARANTINE_SAMPLES)
-    per_payload, seconds = 100, 10
-    total = TARGET_RATE * seconds
+    total = TARGET_RATE * LATENCY_SECONDS
     rng = random.Random(8)
     noise = [
         alert(rng.randrange(NODES), rng.randrange(8), rng.choice(QUIET_CODES), _stamp(base, i), f"q{i:012x}")
@@ -256,14 +262,24 @@ def quarantine_latency(db: Database, base: datetime) -> dict[str, Any]:
     slots = sorted(rng.sample(range(total), QUARANTINE_SAMPLES))
     for slot, node in zip(slots, targets, strict=True):
         noise[slot] = alert(node, 0, 79, _stamp(base, slot), f"hit{node:08d}")
-    batches = [noise[i : i + per_payload] for i in range(0, total, per_payload)]
+    return [noise[i : i + PER_PAYLOAD] for i in range(0, total, PER_PAYLOAD)]
+
+
+def send_share(
+    db: Database, base: datetime, started: float | None, share: int, shares: int, senders: int
+) -> tuple[dict[str, datetime], float, float]:
+    """Send every ``shares``-th payload from ``share`` on, each at its slot after the wall-clock ``started`` (now, once
+    the bodies are built, if None), from ``senders`` threads; returns when each Xid 79 arrived, by host, and when the
+    sending started and finished."""
+    batches = latency_batches(base)
+    interval = PER_PAYLOAD / TARGET_RATE
+    bodies = {i: payload(batches[i]) for i in range(share, len(batches), shares)}  # as Alertmanager has them ready
+    start = time.time() if started is None else started
     arrivals: dict[str, datetime] = {}
     lock = threading.Lock()
-    interval = per_payload / TARGET_RATE
-    started = time.perf_counter()
 
     def send(index: int) -> None:
-        delay = started + index * interval - time.perf_counter()
+        delay = start + index * interval - time.time()
         if delay > 0:
             time.sleep(delay)
         arrived = datetime.now(UTC)
@@ -271,11 +287,45 @@ def quarantine_latency(db: Database, base: datetime) -> dict[str, Any]:
             for a in batches[index]:
                 if a["labels"]["xid"] == "79":
                     arrivals[f"node-{int(a['labels']['Hostname'][5:]):06d}"] = arrived
-        ingest(db, payload(batches[index]), "alertmanager", ACTOR)
+        ingest(db, bodies[index], "alertmanager", ACTOR)
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(send, range(len(batches))))
-    sent_s = time.perf_counter() - started
+    with ThreadPoolExecutor(senders) as pool:
+        list(pool.map(send, sorted(bodies)))
+    return arrivals, start, time.time()
+
+
+def _replica(
+    url: str, base: str, started: float, share: int, shares: int, senders: int
+) -> tuple[dict[str, str], float]:
+    """One ingesting process of several, as replicas on PostgreSQL would run: its own engine and reaction."""
+    db = open_database(url)
+    _reaction_registered()
+    try:
+        arrivals, _, finished = send_share(db, datetime.fromisoformat(base), started, share, shares, senders)
+    finally:
+        db.dispose()
+    return {h: at.isoformat() for h, at in arrivals.items()}, finished
+
+
+def quarantine_latency(db: Database, base: datetime, processes: int = 1, url: str | None = None) -> dict[str, Any]:
+    """Stream payloads at TARGET_RATE events/s; some alerts are Xid 79 on in-service nodes: arrival -> quarantine.
+
+    With ``processes`` above one the payloads are shared out between that many ingesting processes (SENDERS threads
+    in all), each its own engine and reaction on the same PostgreSQL database, as replicas would take them.
+    """
+    total = TARGET_RATE * LATENCY_SECONDS
+    if processes == 1:
+        arrivals, started, finished = send_share(db, base, None, 0, 1, SENDERS)
+    else:
+        assert url is not None
+        started = time.time() + 8.0  # for the replicas to start, import and build their bodies
+        arrivals, finished = {}, 0.0
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            shares = [(url, base.isoformat(), started, k, processes, SENDERS // processes) for k in range(processes)]
+            for got, done in pool.starmap(_replica, shares):
+                arrivals.update({h: datetime.fromisoformat(at) for h, at in got.items()})
+                finished = max(finished, done)
+    sent_s = finished - started
     deadline = time.monotonic() + 30
     quarantined: dict[str, datetime] = {}
     while time.monotonic() < deadline and len(quarantined) < len(arrivals):
@@ -296,6 +346,7 @@ def quarantine_latency(db: Database, base: datetime) -> dict[str, Any]:
             )
         ).all()
     result: dict[str, Any] = {
+        "processes": processes,
         "events_sent": total,
         "offered_rate": TARGET_RATE,
         "achieved_rate": round(total / sent_s),
@@ -316,8 +367,19 @@ def quarantine_latency(db: Database, base: datetime) -> dict[str, Any]:
     return result
 
 
+def _processes_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="ingesting processes for the quarantine figure (PostgreSQL only above 1, as replicas run)",
+    )
+
+
 def main() -> None:
-    args = backend_arg(__doc__ or "")
+    args = backend_arg(__doc__ or "", _processes_arg)
+    if args.processes > 1 and args.db != "postgresql":
+        raise SystemExit("--processes above 1 needs --db postgresql: several writers of one SQLite file take turns")
     with scratch_database(args.db) as db:
         fleet = populate(db)
         _teach_pci(db)
@@ -330,7 +392,9 @@ def main() -> None:
         with db.reader() as session:
             stored = session.execute(text("SELECT count(*) FROM health_events")).scalar()
         if reactions:
-            latency: dict[str, Any] = quarantine_latency(db, base + timedelta(minutes=20))
+            latency: dict[str, Any] = quarantine_latency(
+                db, base + timedelta(minutes=20), args.processes, db.engine.url.render_as_string(hide_password=False)
+            )
         else:
             latency = {"measured": False, "why": "no remediation reaction is registered with on_ingested"}
     slowest = min(c["events_per_s"] for c in cases[:3])  # bulk bodies: a kernel log, Alertmanager webhooks
