@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +11,7 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from gpufleet.adapters.db import migrate
-from gpufleet.adapters.db.engine import READ_ONLY, database_url, make_engine
+from gpufleet.adapters.db.engine import READ_ONLY, database_url, make_engine, whole_number_setting
 from gpufleet.services.clock import Clock, SystemClock
 from gpufleet.services.turns import FairTurns
 
@@ -103,12 +102,9 @@ def ingest_concurrency(dialect: str) -> int:
     arrival order, a burst is taken at the rate the process can sustain. On PostgreSQL the waits on the server leave
     room for more. More throughput comes from more processes (replicas on PostgreSQL), not more threads.
     """
-    raw = os.environ.get("GPUFLEET_INGEST_CONCURRENCY", "")
-    if not raw:
-        return INGEST_CONCURRENCY.get(dialect, 2)
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"GPUFLEET_INGEST_CONCURRENCY must be a whole number of 1 or more, not {raw!r}")
-    return int(raw)
+    return whole_number_setting(
+        "GPUFLEET_INGEST_CONCURRENCY", INGEST_CONCURRENCY.get(dialect, 2), "of 1 or more", minimum=1
+    )
 
 
 def open_database(url: str | None = None, clock: Clock | None = None) -> Database:

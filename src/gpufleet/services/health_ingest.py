@@ -495,8 +495,8 @@ def ingest(
     chosen = detect_format(text) if fmt in ("auto", "", None) else fmt
     turns = db.ingest_turns
     if not turns.acquire(timeout=INGEST_WAIT_S):
-        busy = f"{turns.size} ingests have been in progress for {INGEST_WAIT_S:.0f} s"
-        raise Busy(f"{busy}; send it again later")
+        busy = f"no ingest turn within {INGEST_WAIT_S:.0f} s: {turns.size} ingests have been in progress"
+        raise Busy(f"{busy} all that time; send it again later")
     try:
         return _ingest(db, text, chosen, actor, node, source_name, delivery, request_id)
     finally:

@@ -97,13 +97,10 @@ _PG_NODE_SELECT = (
     "SELECT n.id, n.serial, n.hostname, n.state, s.gpus_per_node, "
     "(SELECT count(*) FROM gpus g WHERE g.node_id = n.id) FROM "
 )
-_PG_BY_ID = {
-    True: "unnest(%(refs)s::varchar[]) AS r(ref) CROSS JOIN LATERAL (SELECT * FROM nodes WHERE id = r.ref LIMIT 1) n "
-    "JOIN skus s ON s.id = n.sku_id",
-    False: "nodes n JOIN skus s ON s.id = n.sku_id WHERE n.id = ANY(%(refs)s)",
-}
-_PG_NODES = {
-    few: " UNION ".join(
+
+
+def _pg_union(by_id: str) -> str:
+    return " UNION ".join(
         _PG_NODE_SELECT + source  # built from these constants only, never from input
         for source in (
             by_id,
@@ -111,14 +108,19 @@ _PG_NODES = {
             "nodes n JOIN skus s ON s.id = n.sku_id WHERE n.hostname = ANY(%(refs)s)",
         )
     )
-    for few, by_id in _PG_BY_ID.items()
-}
+
+
+_PG_NODES_PROBED = _pg_union(
+    "unnest(%(refs)s::varchar[]) AS r(ref) CROSS JOIN LATERAL (SELECT * FROM nodes WHERE id = r.ref LIMIT 1) n "
+    "JOIN skus s ON s.id = n.sku_id"
+)
+_PG_NODES_PLANNED = _pg_union("nodes n JOIN skus s ON s.id = n.sku_id WHERE n.id = ANY(%(refs)s)")
 PROBE_MAX = 1000
 """Up to this many refs, ids are probed one by one."""
 
 
 def _pg_nodes(refs: int) -> str:
-    return _PG_NODES[refs <= PROBE_MAX]
+    return _PG_NODES_PROBED if refs <= PROBE_MAX else _PG_NODES_PLANNED
 
 
 _PG_GPUS = "SELECT id, node_id, idx, serial, uuid, pci_bus_id FROM gpus WHERE node_id = ANY(%(ids)s)"
@@ -154,7 +156,7 @@ class Inventory:
         refs = sorted({r for r in node_refs if r})
         gpus = list(gpus)
         gpu_keys = sorted({k for g in gpus for k in (g.serial, g.uuid) if k})
-        self.gpu_rows = bool(gpu_keys) or any(g.pci_bus_id for g in gpus)
+        needs_gpu_rows = bool(gpu_keys) or any(g.pci_bus_id for g in gpus)
         owners = {str(row[0]) for row in _query(connection, _SQLITE_OWNERS, _PG_OWNERS, "keys", gpu_keys)}
         for row in _query(connection, _SQLITE_NODES, _pg_nodes, "refs", refs):
             self._add_node(_NodeRow(*row))
@@ -162,7 +164,7 @@ class Inventory:
         # Nodes found only through a GPU serial or UUID: by id, through the same statement.
         for row in _query(connection, _SQLITE_NODES, _pg_nodes, "refs", missing):
             self._add_node(_NodeRow(*row))
-        if not self.gpu_rows:  # GPUs named by index at most: the node's count of rows is all a match needs
+        if not needs_gpu_rows:  # GPUs named by index at most: the node's count of rows is all a match needs
             return
         for gpu_id, node_id, idx, serial, uuid, pci in _query(
             connection, _SQLITE_GPUS, _PG_GPUS, "ids", sorted(self.by_id)

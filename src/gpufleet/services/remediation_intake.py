@@ -218,17 +218,20 @@ class _Evidence:
     """The case's evidence together now asks for a stronger first action."""
     hardware: bool
     """The evidence shows a hardware fault in a case not yet taken for one."""
+    wake: bool
+    """The case is held or in a dry run: any new evidence has it looked at again now."""
 
     @property
     def changes(self) -> bool:
-        return self.stronger or self.hardware
+        return self.stronger or self.hardware or self.wake
 
 
 def _evidence(policy: XidPolicy, case: Any, events: list[Any]) -> _Evidence:
     """What more events mean for an open case: the one rule that attaching them and the reaction's triage share."""
     verdict = classify(policy, [Seen(c) for c in case.codes] + [_seen(e) for e in events])
     stronger = verdict.actionable and strength(verdict.action) > strength(Action(case.start_action))
-    return _Evidence(verdict, stronger, verdict.kind is Kind.HARDWARE and case.kind != Kind.HARDWARE.value)
+    hardware = verdict.kind is Kind.HARDWARE and case.kind != Kind.HARDWARE.value
+    return _Evidence(verdict, stronger, hardware, bool(case.dry_run or case.held))
 
 
 class Intake:
@@ -282,7 +285,7 @@ class Intake:
             if any(e.code == REBOOTED for e in items):
                 keep.add(node_id)
             elif case is not None:
-                if case.dry_run or case.held or _evidence(policy, case, items).changes:
+                if _evidence(policy, case, items).changes:
                     keep.add(node_id)
             elif classify(policy, [_seen(e) for e in items if e.observed_at >= horizon]).actionable:
                 keep.add(node_id)
@@ -465,13 +468,12 @@ class Intake:
             detail += f"; the evidence now asks for {found.verdict.action.value}"
         if found.hardware:
             changes["kind"] = Kind.HARDWARE.value
-        wake = bool(case.dry_run or case.held)
-        if wake:
+        if found.wake:
             changes["next_check_at"] = now
         case.set(**changes)
         store.save(session, case, release=False)
         store.add_step(session, case.id, now, self.actor, "evidence", detail, data={"events": [e.id for e in events]})
-        return wake
+        return found.wake
 
 
 def node_events(session: Session, case_id: int) -> list[dict[str, Any]]:

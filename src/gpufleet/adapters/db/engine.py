@@ -20,11 +20,18 @@ def database_url(explicit: str | None = None) -> str:
     return url
 
 
-def _checkpoint_pages() -> int:
-    raw = os.environ.get("GPUFLEET_SQLITE_CHECKPOINT_PAGES", "10000")
-    if not raw.isdigit():
-        raise ValueError(f"GPUFLEET_SQLITE_CHECKPOINT_PAGES must be a whole number of pages, not {raw!r}")
+def whole_number_setting(name: str, default: int, what: str, minimum: int = 0) -> int:
+    """A whole-number setting from the environment; a bad value is an error that names the variable and the value."""
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise ValueError(f"{name} must be a whole number {what}, not {raw!r}")
     return int(raw)
+
+
+def _checkpoint_pages() -> int:
+    return whole_number_setting("GPUFLEET_SQLITE_CHECKPOINT_PAGES", 10000, "of pages")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
