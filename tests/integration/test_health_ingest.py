@@ -360,3 +360,28 @@ def test_nodes_are_found_by_id_serial_or_hostname_however_many_are_named(
     report = ingest(fleet, "\n".join(json.dumps(line) for line in lines), "json", OPERATOR)
     assert [u.reason for u in report.unmatched] == ["unknown node 'nowhere'"]
     assert {e.node_id for e in events(fleet) if e.node_id} == {node_id("SN01"), node_id("SN02"), node_id("SN03")}
+
+
+def test_bulk_times_are_the_text_the_model_writes() -> None:
+    """SQLite compares times as text: the bulk insert's own formatting must agree with the model's to the character."""
+    from datetime import UTC, datetime, timezone
+
+    from gpufleet.services.health_ingest import _MODEL_TIME, _sqlite_time
+
+    for moment in (
+        datetime(2026, 12, 2, 4, 3, 19, 123456, tzinfo=UTC),
+        datetime(2026, 12, 2, 4, 3, 19, tzinfo=UTC),
+        datetime(999, 1, 1, tzinfo=UTC),
+        datetime(2026, 12, 2, 9, 33, 19, 5, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    ):
+        assert _sqlite_time(moment) == _MODEL_TIME(moment), moment
+
+
+def test_evidence_any_json_number_can_hold_is_kept(fleet: Database) -> None:
+    """A user's event data is stored as sent, integers beyond 64 bits and non-ASCII text included."""
+    observed = (fleet.clock.now() - timedelta(minutes=1)).isoformat()
+    data = {"counter": 2**70, "site": "Zürich"}
+    body = {"node": "gpu-01", "code": "xid:43", "severity": "info", "observed_at": observed, "data": data}
+    report = ingest(fleet, json.dumps(body), "json", OPERATOR)
+    assert report.accepted == 1, report.problems
+    assert data.items() <= events(fleet)[0].data.items()

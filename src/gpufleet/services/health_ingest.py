@@ -27,7 +27,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
@@ -36,6 +36,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.orm import Session
 
+from gpufleet.adapters.db.json_text import to_json
 from gpufleet.adapters.db.models import HealthEvent, UTCDateTime
 from gpufleet.adapters.formats.alertmanager import parse_alertmanager
 from gpufleet.adapters.formats.dcgm import parse_dcgm
@@ -288,8 +289,16 @@ _PG_TYPES = {
 }
 _TIMES = ("observed_at", "received_at", "processed_at")
 _SQLITE = sqlite_dialect()
-_SQLITE_TIME = cast(Callable[[datetime], str], UTCDateTime().dialect_impl(_SQLITE).bind_processor(_SQLITE))
-"""The text SQLite stores for a time, exactly as every other write through the model stores it."""
+_MODEL_TIME = cast(Callable[[datetime], str], UTCDateTime().dialect_impl(_SQLITE).bind_processor(_SQLITE))
+"""The text SQLite stores for a time, as every other write through the model stores it."""
+
+
+def _sqlite_time(value: datetime) -> str:
+    """``_MODEL_TIME``'s text, made in one call for the UTC times parsers and the clock hand over: the model's path
+    through the type decorator costs more than the rest of a row's encoding."""
+    if value.tzinfo is UTC:
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return _MODEL_TIME(value)
 
 
 SQLITE_BATCH = 2000
@@ -313,17 +322,23 @@ _SQLITE_LAST_ID = "SELECT coalesce(max(id), 0) FROM health_events"
 _SQLITE_NEW_ROWS = "SELECT json_group_array(json_array(id, fingerprint)) FROM health_events WHERE id > ?"
 
 
+_TIME, _JSON = 1, 2
+_SQLITE_ENCODING = tuple((name, _TIME if name in _TIMES else _JSON if name == "data" else 0) for name in _COLUMNS)
+
+
 def _sqlite_values(batch: list[dict[str, Any]]) -> tuple[Any, ...]:
     """The batch's values in column order, each as SQLite stores it (times as the model writes them, JSON as text)."""
     values: list[Any] = []
+    append = values.append
     for row in batch:
-        for name in _COLUMNS:
+        for name, encoding in _SQLITE_ENCODING:
             value = row[name]
-            if value is not None and name in _TIMES:
-                value = _SQLITE_TIME(value)
-            elif name == "data":
-                value = json.dumps(value)
-            values.append(value)
+            if value is None or not encoding:
+                append(value)
+            elif encoding == _TIME:
+                append(_sqlite_time(value))
+            else:
+                append(to_json(value))
     return tuple(values)
 
 
@@ -341,14 +356,8 @@ _PG_INSERT = _pg_insert_sql()
 
 
 def _pg_rows(batch: list[dict[str, Any]]) -> str:
-    def plain(row: dict[str, Any]) -> dict[str, Any]:
-        out = dict(row)
-        for name in _TIMES:
-            if out[name] is not None:
-                out[name] = out[name].isoformat()
-        return out
-
-    return json.dumps([plain(r) for r in batch])
+    """The batch as one JSON array; times as RFC 3339 with their offset, which ``timestamptz`` reads."""
+    return to_json(batch)
 
 
 def _statements(rows: list[dict[str, Any]], dialect: str) -> list[tuple[str, Any]]:

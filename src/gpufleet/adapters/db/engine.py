@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
+from gpufleet.adapters.db.json_text import from_json, to_json
+
 DEFAULT_URL = "sqlite:///gpufleet.db"
 
 
@@ -58,11 +60,14 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
+_JSON_TEXT: dict[str, Any] = {"json_serializer": to_json, "json_deserializer": from_json}
+
+
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     resolved = database_url(url)
     if resolved.startswith("sqlite"):
         in_memory = resolved in ("sqlite://", "sqlite:///:memory:")
-        options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        options: dict[str, Any] = {"connect_args": {"check_same_thread": False}, **_JSON_TEXT}
         if in_memory:
             options["poolclass"] = StaticPool
         options.update(kwargs)
@@ -72,6 +77,6 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", lambda conn, _rec: setattr(conn, "isolation_level", None))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, **_JSON_TEXT}
     options.update(kwargs)
     return create_engine(resolved, **options)
