@@ -90,6 +90,20 @@ def test_informational_resolved_and_unknown_low_severity_codes_open_nothing() ->
     assert classify(POLICY, [Seen("xid:999", severity="critical")]).action is Action.RESET_GPU
 
 
+def test_codes_that_may_not_act_never_act_alone_or_together() -> None:
+    """``may_act`` lets the reaction skip classifying ignored telemetry, so it must never turn away a set of codes that
+    classify would act on, related codes and prefixes included."""
+    extra = [Seen("alert:SomethingNew", sev) for sev in ("info", "warning", "critical")]
+    seen = [Seen(code, sev) for code in POLICY.codes for sev in ("info", "warning", "critical")] + extra
+    quiet = [s for s in seen if not POLICY.may_act(s.code, s.severity)]
+    assert {"xid:43", "xid:63", "xid:92"} <= {s.code for s in quiet}
+    assert not POLICY.may_act("alert:SomethingNew", "warning") and POLICY.may_act("alert:SomethingNew", "critical")
+    for i, first in enumerate(quiet):
+        for second in quiet[i:]:
+            assert not classify(POLICY, [first, second]).actionable, (first, second)
+    assert all(POLICY.may_act(s.code, s.severity) for s in seen if classify(POLICY, [s]).actionable)
+
+
 def test_five_fatal_xids_in_24_hours_go_to_the_supplier() -> None:
     assert repeat_escalation(POLICY, {"fatal-xids-24h": 4}) is None
     rule = repeat_escalation(POLICY, {"fatal-xids-24h": 5})

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 
@@ -216,6 +217,18 @@ class XidPolicy:
         if len(self._prefixed) < 10_000:
             self._prefixed[key] = found
         return found
+
+    def may_act(self, code: str, severity: str = "critical") -> bool:
+        """Whether this code, seen unresolved, could make ``classify`` ask for an action alone or with others: a
+        test a burst of ignored telemetry passes in one lookup instead of being classified event by event."""
+        if code in self._related_acting:
+            return self.rule_for(code, severity) is not None
+        rule = self.rule_for(code, severity)
+        return rule is not None and rule.action is not Action.NONE
+
+    @cached_property
+    def _related_acting(self) -> frozenset[str]:
+        return frozenset(r.code for r in self.related if r.action is not Action.NONE)
 
     def step(self, action: Action) -> LadderStep | None:
         return next((s for s in self.ladder if s.action is action), None)

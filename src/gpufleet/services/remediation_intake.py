@@ -23,6 +23,7 @@ from gpufleet.adapters.db.models import HealthEvent, Node, RemediationCase
 from gpufleet.domain.lifecycle import NodeState
 from gpufleet.domain.remediation import CaseState, kind_after
 from gpufleet.domain.xid_policy import (
+    NOTHING,
     Action,
     Classification,
     Kind,
@@ -151,6 +152,14 @@ def _data(session: Session, event_id: int) -> dict[str, Any]:
 
 def _seen(event: Any) -> Seen:
     return Seen(event.code, event.severity, event.gpu_index, event.status == "resolved")
+
+
+def _verdict(policy: XidPolicy, events: list[Any]) -> Classification:
+    """What these events ask for together; most telemetry is codes the policy ignores, which one lookup each tells
+    without classifying them."""
+    if any(e.status != "resolved" and policy.may_act(e.code, e.severity) for e in events):
+        return classify(policy, [_seen(e) for e in events])
+    return NOTHING
 
 
 def repeat_counts(session: Session, policy: XidPolicy, node_id: str, now: datetime) -> dict[str, int]:
@@ -287,7 +296,7 @@ class Intake:
             elif case is not None:
                 if _evidence(policy, case, items).changes:
                     keep.add(node_id)
-            elif classify(policy, [_seen(e) for e in items if e.observed_at >= horizon]).actionable:
+            elif _verdict(policy, [e for e in items if e.observed_at >= horizon]).actionable:
                 keep.add(node_id)
         return [e.id for e in rows if e.node_id in keep]
 
@@ -321,7 +330,7 @@ class Intake:
         if uniform is not None:
             horizon = now - timedelta(minutes=uniform.settings.stale_after_minutes)
             for n, items in by_node.items():
-                verdicts[n] = classify(uniform, [_seen(e) for e in items if e.observed_at >= horizon])
+                verdicts[n] = _verdict(uniform, [e for e in items if e.observed_at >= horizon])
             wanted = [
                 n
                 for n, items in by_node.items()
@@ -346,7 +355,7 @@ class Intake:
                 outcome.update({e.id: case.id for e in items})
                 result.attached += len(items)
                 continue
-            verdict = verdicts.get(node_id) or classify(policy, [_seen(e) for e in fresh])
+            verdict = verdicts.get(node_id) or _verdict(policy, fresh)
             if node is None or not verdict.actionable or node.state not in SERVING:
                 outcome.update({e.id: None for e in items})
                 result.evidence_only += len(items)
