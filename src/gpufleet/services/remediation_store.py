@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, or_, select, update
+from sqlalchemy import Table, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.models import RemediationCase, RemediationStep
@@ -247,16 +247,16 @@ def next_due(session: Session) -> datetime | None:
 
 
 def count_active(session: Session, cluster_id: int, nvlink_domain_id: int | None) -> tuple[int, int]:
-    """Nodes automation holds out of service now, in the cluster and in the NVLink domain (dry runs hold none)."""
+    """Nodes automation holds out of service now, in the cluster and in the NVLink domain (dry runs hold none); one
+    read, since the domain's cases are a subset of the cluster's."""
     active = [s.value for s in ACTIVE_STATES]
-    base = select(func.count()).select_from(CASES).where(CASES.c.state.in_(active), CASES.c.dry_run.is_(False))
-    cluster = session.execute(base.where(CASES.c.cluster_id == cluster_id)).scalar_one()
-    domain = 0
-    if nvlink_domain_id is not None:
-        domain = session.execute(
-            base.where(CASES.c.cluster_id == cluster_id, CASES.c.nvlink_domain_id == nvlink_domain_id)
-        ).scalar_one()
-    return int(cluster), int(domain)
+    in_domain = func.coalesce(func.sum(case((CASES.c.nvlink_domain_id == nvlink_domain_id, 1), else_=0)), 0)
+    row = session.execute(
+        select(func.count(), in_domain if nvlink_domain_id is not None else literal(0)).where(
+            CASES.c.state.in_(active), CASES.c.dry_run.is_(False), CASES.c.cluster_id == cluster_id
+        )
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 def opened_since(session: Session, cluster_id: int, since: datetime) -> int:
