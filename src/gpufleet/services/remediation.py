@@ -233,11 +233,13 @@ class Engine:
         book = self.policies(work.session(), now)
         # One transaction from the events to the cordon: the write lock is taken once, and nothing before the
         # first checkpoint (an intent) needs to be durable on its own.
-        report.intake = self.intake.process(work.session(), now, book, ids=ids)
+        owner = self.owner if self.leases else None
+        report.intake = self.intake.process(work.session(), now, book, ids=ids, lease_to=owner)
         self.breakers.update(report.intake.tripped)
         woken = set(report.intake.opened) | set(report.intake.woken)
         for case_id in sorted(woken):
-            case = store.claim(work.session(), case_id, now, self.owner if self.leases else None)
+            # A case opened just now is leased to this process as it was written; only woken ones are claimed.
+            case = report.intake.leased.get(case_id) or store.claim(work.session(), case_id, now, owner)
             if case is not None:
                 self.advance(work, book, case)
                 report.advanced += 1

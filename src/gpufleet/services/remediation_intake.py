@@ -108,6 +108,8 @@ class IntakeResult:
     """Breakers this intake tripped, by cluster."""
     woken: list[int] = field(default_factory=list)
     """Open cases the new evidence made due now (held or dry-run cases re-checked)."""
+    leased: dict[int, store.CaseRow] = field(default_factory=dict)
+    """Cases opened leased to the caller (``process(lease_to=...)``), as written: no claim needs to read them."""
 
     def merge(self, other: IntakeResult) -> None:
         self.opened += other.opened
@@ -301,9 +303,19 @@ class Intake:
         return [e.id for e in rows if e.node_id in keep]
 
     def process(
-        self, session: Session, now: datetime, book: PolicyBook, limit: int = 1000, ids: list[int] | None = None
+        self,
+        session: Session,
+        now: datetime,
+        book: PolicyBook,
+        limit: int = 1000,
+        ids: list[int] | None = None,
+        lease_to: str | None = None,
     ) -> IntakeResult:
-        """Take unprocessed events (only ``ids`` when given: the ones an ingest just stored) into cases."""
+        """Take unprocessed events (only ``ids`` when given: the ones an ingest just stored) into cases.
+
+        With ``lease_to`` the cases opened are written leased to that owner and handed back in ``leased``, for a caller
+        that moves them on in this transaction (the reaction) without reading them back to claim them.
+        """
         query = (
             select(*_FACT_COLUMNS)
             .where(EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
@@ -360,8 +372,10 @@ class Intake:
                 outcome.update({e.id: None for e in items})
                 result.evidence_only += len(items)
                 continue
-            opened = self._open(session, node, fresh, verdict, policy, now, result)
+            opened = self._open(session, node, fresh, verdict, policy, now, result, lease_to)
             result.opened.append(opened.id)
+            if lease_to is not None:
+                result.leased[opened.id] = opened
             outcome.update({e.id: opened.id for e in items})
         result.stale = len(stale_ids)
         for case_id in set(outcome.values()):
@@ -399,6 +413,7 @@ class Intake:
         policy: XidPolicy,
         now: datetime,
         result: IntakeResult,
+        lease_to: str | None = None,
     ) -> store.CaseRow:
         start, kind, reason = verdict.action, verdict.kind, "; ".join(verdict.reasons)
         rule = repeat_escalation(policy, repeat_counts(session, policy, node.id, now))
@@ -441,6 +456,8 @@ class Intake:
                 "plan": {},
                 "correlation_id": f"{self.prefix}-{uuid.uuid4().hex[:16]}",
                 "version": 1,
+                "lease_owner": lease_to,
+                "lease_until": now + store.LEASE if lease_to is not None else None,
             },
         )
         store.add_step(
