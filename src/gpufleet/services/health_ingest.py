@@ -322,23 +322,20 @@ _SQLITE_LAST_ID = "SELECT coalesce(max(id), 0) FROM health_events"
 _SQLITE_NEW_ROWS = "SELECT json_group_array(json_array(id, fingerprint)) FROM health_events WHERE id > ?"
 
 
-_TIME, _JSON = 1, 2
-_SQLITE_ENCODING = tuple((name, _TIME if name in _TIMES else _JSON if name == "data" else 0) for name in _COLUMNS)
+# How each column's value becomes what SQLite stores: times as the model writes them, JSON as text, the rest as is.
+_SQLITE_ENCODERS: tuple[tuple[str, Callable[[Any], Any] | None], ...] = tuple(
+    (name, _sqlite_time if name in _TIMES else to_json if name == "data" else None) for name in _COLUMNS
+)
 
 
 def _sqlite_values(batch: list[dict[str, Any]]) -> tuple[Any, ...]:
-    """The batch's values in column order, each as SQLite stores it (times as the model writes them, JSON as text)."""
+    """The batch's values in column order, each as SQLite stores it."""
     values: list[Any] = []
     append = values.append
     for row in batch:
-        for name, encoding in _SQLITE_ENCODING:
+        for name, encode in _SQLITE_ENCODERS:
             value = row[name]
-            if value is None or not encoding:
-                append(value)
-            elif encoding == _TIME:
-                append(_sqlite_time(value))
-            else:
-                append(to_json(value))
+            append(value if value is None or encode is None else encode(value))
     return tuple(values)
 
 

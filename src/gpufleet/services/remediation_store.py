@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, insert, literal, or_, select, update
+from sqlalchemy import Table, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.models import RemediationCase, RemediationStep
@@ -250,7 +250,7 @@ def count_active(session: Session, cluster_id: int, nvlink_domain_id: int | None
     """Nodes automation holds out of service now, in the cluster and in the NVLink domain (dry runs hold none); one
     read, since the domain's cases are a subset of the cluster's."""
     active = [s.value for s in ACTIVE_STATES]
-    in_domain = func.coalesce(func.sum(case((CASES.c.nvlink_domain_id == nvlink_domain_id, 1), else_=0)), 0)
+    in_domain = func.count().filter(CASES.c.nvlink_domain_id == nvlink_domain_id)
     row = session.execute(
         select(func.count(), in_domain if nvlink_domain_id is not None else literal(0)).where(
             CASES.c.state.in_(active), CASES.c.dry_run.is_(False), CASES.c.cluster_id == cluster_id
