@@ -20,3 +20,16 @@ def test_models_and_migrations_agree(db: Database) -> None:
 def test_database_is_at_the_head_revision(db: Database) -> None:
     assert migrate.current_revision(db.engine) == migrate.head_revision()
     assert db.is_current()
+
+
+def test_a_cases_evidence_is_read_through_an_index(db: Database) -> None:
+    """An escalation reads its case's evidence inside the write transaction; a scan of every event ever stored there
+    grows with the fleet's history."""
+    query = "SELECT id FROM health_events WHERE case_id = 7 ORDER BY observed_at, id"
+    with db.engine.connect() as conn:
+        if db.dialect == "sqlite":
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # an empty table would be scanned anyway
+            plan = " ".join(str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {query}"))
+    assert "ix_health_events_case" in plan, plan

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -341,6 +342,14 @@ class HealthEvent(Base):
     __table_args__ = (
         Index("ix_health_events_node_observed", "node_id", "observed_at"),
         Index("ix_health_events_unprocessed", "processed_at", "id"),
+        # A case's evidence; most events are noise that never joins a case, and a partial index leaves their writes
+        # alone.
+        Index(
+            "ix_health_events_case",
+            "case_id",
+            sqlite_where=text("case_id IS NOT NULL"),
+            postgresql_where=text("case_id IS NOT NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(128), unique=True)
