@@ -8,6 +8,7 @@ from alembic.migration import MigrationContext
 from gpufleet.adapters.db import migrate
 from gpufleet.adapters.db.models import Base
 from gpufleet.services.database import Database
+from gpufleet.services.remediation_intake import evidence_query
 
 
 def test_models_and_migrations_agree(db: Database) -> None:
@@ -24,9 +25,9 @@ def test_database_is_at_the_head_revision(db: Database) -> None:
 
 def test_a_cases_evidence_is_read_through_an_index(db: Database) -> None:
     """An escalation reads its case's evidence inside the write transaction; a scan of every event ever stored there
-    grows with the fleet's history."""
-    query = "SELECT id FROM health_events WHERE case_id = 7 ORDER BY observed_at, id"
+    grows with the fleet's history. The query checked is the one the engine runs."""
     with db.engine.connect() as conn:
+        query = str(evidence_query(7).compile(conn, compile_kwargs={"literal_binds": True}))
         if db.dialect == "sqlite":
             plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
         else:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Select, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.models import HealthEvent, Node, RemediationCase
@@ -502,9 +502,10 @@ class Intake:
         return found.wake
 
 
-def node_events(session: Session, case_id: int) -> list[dict[str, Any]]:
-    """The evidence attached to a case, oldest first."""
-    rows = session.execute(
+def evidence_query(case_id: int) -> Select[Any]:
+    """The read of a case's evidence, oldest first; it runs inside the transaction that escalates the case, so it
+    must stay on ``ix_health_events_case`` however many events the fleet has stored."""
+    return (
         select(
             EVENTS.c.id,
             EVENTS.c.source,
@@ -518,7 +519,12 @@ def node_events(session: Session, case_id: int) -> list[dict[str, Any]]:
         )
         .where(EVENTS.c.case_id == case_id)
         .order_by(EVENTS.c.observed_at, EVENTS.c.id)
-    ).all()
+    )
+
+
+def node_events(session: Session, case_id: int) -> list[dict[str, Any]]:
+    """The evidence attached to a case, oldest first."""
+    rows = session.execute(evidence_query(case_id)).all()
     return [
         {
             "id": r.id,

@@ -330,6 +330,9 @@ class NodeBan(Base):
     created_at: Mapped[datetime]
 
 
+_CASE_EVENTS = text("case_id IS NOT NULL")
+
+
 class HealthEvent(Base):
     """One observation of a node's health (an Xid line, an nvidia-smi reading, a DCGM result, an alert).
 
@@ -344,12 +347,7 @@ class HealthEvent(Base):
         Index("ix_health_events_unprocessed", "processed_at", "id"),
         # A case's evidence; most events are noise that never joins a case, and a partial index leaves their writes
         # alone.
-        Index(
-            "ix_health_events_case",
-            "case_id",
-            sqlite_where=text("case_id IS NOT NULL"),
-            postgresql_where=text("case_id IS NOT NULL"),
-        ),
+        Index("ix_health_events_case", "case_id", sqlite_where=_CASE_EVENTS, postgresql_where=_CASE_EVENTS),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(128), unique=True)
