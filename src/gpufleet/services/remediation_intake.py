@@ -19,7 +19,7 @@ from typing import Any, cast
 from sqlalchemy import Select, Table, insert, select, update
 from sqlalchemy.orm import Session
 
-from gpufleet.adapters.db.models import HealthEvent, Node, RemediationCase
+from gpufleet.adapters.db.models import HealthEvent, Node
 from gpufleet.domain.lifecycle import NodeState
 from gpufleet.domain.remediation import CaseState, kind_after
 from gpufleet.domain.xid_policy import (
@@ -185,10 +185,10 @@ def repeat_counts(session: Session, policy: XidPolicy, node_id: str, now: dateti
     if case_rules:
         widest = max(r.window for r in case_rules)
         cases = session.execute(
-            select(RemediationCase.kind, RemediationCase.opened_at).where(
-                RemediationCase.node_id == node_id,
-                RemediationCase.opened_at >= now - widest,
-                RemediationCase.dry_run.is_(False),
+            select(store.CASES.c.kind, store.CASES.c.opened_at).where(
+                store.CASES.c.node_id == node_id,
+                store.CASES.c.opened_at >= now - widest,
+                store.CASES.c.dry_run.is_(False),
             )
         ).all()
         for rule in case_rules:
@@ -209,17 +209,6 @@ _NONE = _NoRule()
 # What intake reads of an event to decide on it: the columns of the facts the ingest hands a reaction, so the two
 # cannot drift apart.
 _FACT_COLUMNS = tuple(EVENTS.c[f.name] for f in fields(EventFacts))
-
-
-# What triage reads of a node's open case to tell whether new evidence changes it.
-_CASE_FACTS = (
-    RemediationCase.open_node_id,
-    RemediationCase.codes,
-    RemediationCase.start_action,
-    RemediationCase.kind,
-    RemediationCase.dry_run,
-    RemediationCase.held,
-)
 
 
 @dataclass(frozen=True)
@@ -280,16 +269,7 @@ class Intake:
         by_node: dict[str, list[Any]] = defaultdict(list)
         for e in rows:
             by_node[e.node_id].append(e)
-        cases = (
-            {
-                c.open_node_id: c
-                for c in session.execute(
-                    select(*_CASE_FACTS).where(RemediationCase.open_node_id.in_(list(by_node)))
-                ).all()
-            }
-            if by_node
-            else {}
-        )
+        cases = store.open_case_facts(session, list(by_node))
         keep = set()
         for node_id, items in by_node.items():
             case = cases.get(node_id)

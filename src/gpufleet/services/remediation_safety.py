@@ -51,12 +51,17 @@ def note_case_opened(session: Session, cluster_id: int, policy: XidPolicy, now: 
     opened = store.opened_since(session, cluster_id, since)
     if opened < settings.breaker_min:
         return None  # the cheap check first: most openings are nowhere near any threshold
-    if breaker_open(session, cluster_id) is not None:
+    # Past the cheap check, what the decision needs comes in one read: the cluster's size and name, and whether its
+    # breaker is already open.
+    size, name, state = session.execute(
+        select(
+            select(func.count()).select_from(Node).where(Node.cluster_id == cluster_id).scalar_subquery(),
+            Cluster.name,
+            select(RemediationBreaker.state).where(RemediationBreaker.cluster_id == cluster_id).scalar_subquery(),
+        ).where(Cluster.id == cluster_id)
+    ).one()
+    if state == OPEN:
         return None
-    size = int(
-        session.execute(select(func.count()).select_from(Node).where(Node.cluster_id == cluster_id)).scalar_one()
-    )
-    name = session.execute(select(Cluster.name).where(Cluster.id == cluster_id)).scalar_one()
     reason = breaker_trip_reason(settings, name, size, opened)
     if reason is None:
         return None

@@ -8,6 +8,7 @@ BEGIN IMMEDIATE) and stamps a short lease, so a case is worked by one process ev
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -107,9 +108,51 @@ def open_cases_of(session: Session, node_ids: list[str]) -> dict[str, CaseRow]:
     return {r.node_id: r for r in map(_row, rows)}
 
 
+_INSERT = insert(CASES).returning(*(CASES.c[name] for name in _COLUMNS))
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """What telling whether new evidence changes an open case needs of it."""
+
+    open_node_id: str
+    codes: list[str]
+    start_action: str
+    kind: str
+    dry_run: bool
+    held: str | None
+
+
+# The statement text never changes, whatever the number of nodes: a list goes in as one parameter (JSON on SQLite,
+# an array on PostgreSQL), which spares compiling an expanding IN list for every burst size, and SQLite answers in
+# one row of JSON rather than a row stepped at a time.
+_SQLITE_FACTS = (
+    "SELECT json_group_array(json_array(open_node_id, json(codes), start_action, kind, dry_run, held)) "
+    "FROM remediation_cases WHERE open_node_id IN (SELECT value FROM json_each(?))"
+)
+_PG_FACTS = (
+    "SELECT open_node_id, codes, start_action, kind, dry_run, held FROM remediation_cases "
+    "WHERE open_node_id = ANY(%(nodes)s)"
+)
+
+
+def open_case_facts(session: Session, node_ids: list[str]) -> dict[str, CaseFacts]:
+    """The open cases of these nodes, by node, as triage reads them for every webhook."""
+    if not node_ids:
+        return {}
+    connection = session.connection()
+    rows: list[Any]
+    if connection.dialect.name == "postgresql":
+        rows = list(connection.exec_driver_sql(_PG_FACTS, {"nodes": node_ids}).all())
+    else:
+        rows = json.loads(connection.exec_driver_sql(_SQLITE_FACTS, (json.dumps(node_ids),)).scalar_one())
+    return {r[0]: CaseFacts(r[0], list(r[1] or []), r[2], r[3], bool(r[4]), r[5]) for r in rows}
+
+
 def insert_case(session: Session, values: dict[str, Any]) -> CaseRow:
-    result = session.execute(insert(CASES).values(**values).returning(*(CASES.c[name] for name in _COLUMNS)))
-    return _row(result.one())
+    """One compiled statement with the values as parameters: ``insert().values(...)`` with some forty columns is built
+    and compiled anew for every case, which cost more than running it."""
+    return _row(session.execute(_INSERT, values).one())
 
 
 def step(
