@@ -36,6 +36,7 @@ from _db import backend_arg, scratch_database
 from _fleet import NODES, STATE_CYCLE, populate
 from gpufleet.adapters.db.models import Gpu, Node, NodeEvent, RemediationCase
 from gpufleet.api.app import create_app
+from gpufleet.api.heap import settle_heap
 from gpufleet.services import health_ingest
 from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database, open_database
@@ -274,6 +275,13 @@ def send_share(
     batches = latency_batches(base)
     interval = PER_PAYLOAD / TARGET_RATE
     bodies = {i: payload(batches[i]) for i in range(share, len(batches), shares)}  # as Alertmanager has them ready
+    # Only the bodies and the hosts each one carries an Xid 79 for are kept: the alerts as objects are the senders'
+    # memory, not the server's, and left alive they would weigh on every full pass of the process's collector.
+    hits = {
+        i: [f"node-{int(a['labels']['Hostname'][5:]):06d}" for a in batches[i] if a["labels"]["xid"] == "79"]
+        for i in bodies
+    }
+    del batches
     start = time.time() if started is None else started
     arrivals: dict[str, datetime] = {}
     lock = threading.Lock()
@@ -284,9 +292,8 @@ def send_share(
             time.sleep(delay)
         arrived = datetime.now(UTC)
         with lock:
-            for a in batches[index]:
-                if a["labels"]["xid"] == "79":
-                    arrivals[f"node-{int(a['labels']['Hostname'][5:]):06d}"] = arrived
+            for host in hits[index]:
+                arrivals[host] = arrived
         ingest(db, bodies[index], "alertmanager", ACTOR)
 
     with ThreadPoolExecutor(senders) as pool:
@@ -300,6 +307,7 @@ def _replica(
     """One ingesting process of several, as replicas on PostgreSQL would run: its own engine and reaction."""
     db = open_database(url)
     _reaction_registered()
+    settle_heap()  # as the server does once it has started
     try:
         arrivals, _, finished = send_share(db, datetime.fromisoformat(base), started, share, shares, senders)
     finally:
@@ -385,6 +393,7 @@ def main() -> None:
         _teach_pci(db)
         base = datetime.now(UTC) - timedelta(hours=1)
         reactions = _reaction_registered()
+        settle_heap()  # as the server does once it has started
         saved = list(health_ingest._callbacks)
         health_ingest._callbacks.clear()  # throughput of ingest itself first
         cases = throughput(db, base)

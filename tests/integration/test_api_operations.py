@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+import gpufleet.api.app as app_module
 from gpufleet.api.app import create_app
 from gpufleet.services.clock import ManualClock
 from gpufleet.services.database import Database, open_database
@@ -76,7 +77,13 @@ def test_create_app_opens_the_database_named_by_the_environment(
     db: Database, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GPUFLEET_DATABASE_URL", db_url)
+    settled: list[bool] = []  # the server process settles its heap; this test process keeps its own
+    monkeypatch.setattr(app_module, "settle_heap", lambda: settled.append(True))
     app = create_app()
     with TestClient(app) as client:
         assert client.get("/healthz").json()["status"] == "ok"
         assert app.state.db.dialect == db.dialect
+    assert settled == [True]
+    with TestClient(create_app(db)) as client:  # an app embedded by its caller leaves the caller's heap alone
+        assert client.get("/healthz").status_code == 200
+    assert settled == [True]

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from gpufleet import __version__
 from gpufleet.api import problems
+from gpufleet.api.heap import settle_heap
 from gpufleet.api.middleware import (
     JSON_BODY_LIMIT,
     UPLOAD_BODY_LIMIT,
@@ -72,6 +73,8 @@ def create_app(db: Database | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if owned:  # the server process itself, not an app a caller (a test) embeds
+            settle_heap()
         yield
         if owned:
             database.dispose()
