@@ -450,11 +450,15 @@ def prepare(
     return _Prepared(report, rows, matched, _statements(rows, dialect), learned)
 
 
-def store(session: Session, prepared: _Prepared) -> HealthIngestReport:
-    """Run a prepared ingest's writes inside the caller's transaction and complete its report."""
-    report, rows = prepared.report, prepared.rows
+def store(session: Session, prepared: _Prepared) -> dict[str, int]:
+    """Run a prepared ingest's writes inside the caller's transaction; the new event ids by fingerprint."""
     save_learned(session, prepared.learned)
-    stored = _insert(session, prepared.statements)
+    return _insert(session, prepared.statements)
+
+
+def complete(prepared: _Prepared, stored: dict[str, int]) -> HealthIngestReport:
+    """The report of a stored ingest, made after its commit: the one SQLite writer is not held for it."""
+    report, rows = prepared.report, prepared.rows
     report.accepted = len(stored)
     report.duplicates += len(rows) - len(stored)
     for row in rows:
@@ -525,11 +529,12 @@ def _ingest(
         inventory = read_inventory(session, parsed, node)
     prepared = prepare(parsed, now, actor, source_name[:200], inventory, db.dialect, node, delivery, chosen)
     with db.transaction() as session:
-        report = store(session, prepared)
+        stored = store(session, prepared)
         if request_id is not None:
             found = inventory.node(node)[0] if node else None
             codes = [o.code for o in parsed.observations]
             complete_request(session, request_id, found.id if found else None, now, codes)
+    report = complete(prepared, stored)
     if report.event_ids:
         notify(db, NewEvents(report.event_ids, report.facts))
     return report

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.models import Node
@@ -169,8 +169,12 @@ class Step:
             observer.node_moved(c.node_id, result.from_state, result.to_state, event, payload)
 
 
+_NODES = cast(Table, Node.__table__)
+_NODE_STATE = select(_NODES.c.state).where(_NODES.c.id == bindparam("node"))
+
+
 def node_state(session: Session, node_id: str) -> str | None:
-    return session.execute(select(Node.state).where(Node.id == node_id)).scalar_one_or_none()
+    return store.run(session, _NODE_STATE, {"node": node_id}).scalar_one_or_none()
 
 
 Handler = Callable[[Step], bool]

@@ -14,9 +14,10 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, insert, select, update
+from sqlalchemy import Select, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.models import HealthEvent, Node
@@ -132,12 +133,44 @@ class _Node:
     pool: str | None
 
 
+NODES = cast(Table, Node.__table__)
+# Statements intake runs for every burst it takes, built once (see ``store.run``).
+_NODES = select(
+    *(NODES.c[n] for n in ("id", "state", "cluster_id", "nvlink_domain_id", "supplier_id", "hostname", "labels"))
+).where(NODES.c.id.in_(bindparam("ids", expanding=True)))
+_DATA = select(EVENTS.c.data).where(EVENTS.c.id == bindparam("id"))
+_MARK = (
+    update(EVENTS)
+    .where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(processed_at=bindparam("at"), case_id=bindparam("case"))
+)
+_NODE_FATAL = select(EVENTS.c.code, EVENTS.c.severity, EVENTS.c.observed_at).where(
+    EVENTS.c.node_id == bindparam("node"), EVENTS.c.observed_at >= bindparam("since"), EVENTS.c.status != "resolved"
+)
+_NODE_CASES = select(store.CASES.c.kind, store.CASES.c.opened_at).where(
+    store.CASES.c.node_id == bindparam("node"),
+    store.CASES.c.opened_at >= bindparam("since"),
+    store.CASES.c.dry_run.is_(False),
+)
+
+
+@lru_cache(maxsize=4)
+def _unprocessed(by_id: bool, locks: bool) -> Select[Any]:
+    """Unprocessed events with a node, oldest first; only the named ones (``ids``) for a reaction. On PostgreSQL they
+    are locked, skipping those another process holds, so two controllers never take the same event."""
+    query = (
+        select(*_FACT_COLUMNS)
+        .where(EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
+        .order_by(EVENTS.c.id)
+        .limit(bindparam("limit"))
+    )
+    if by_id:
+        query = query.where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    return query.with_for_update(skip_locked=True) if locks else query
+
+
 def _nodes(session: Session, ids: list[str]) -> dict[str, _Node]:
-    rows = session.execute(
-        select(
-            Node.id, Node.state, Node.cluster_id, Node.nvlink_domain_id, Node.supplier_id, Node.hostname, Node.labels
-        ).where(Node.id.in_(ids))
-    ).all()
+    rows = store.run(session, _NODES, {"ids": ids}).all()
     return {
         r.id: _Node(
             r.id, r.state, r.cluster_id, r.nvlink_domain_id, r.supplier_id, r.hostname, (r.labels or {}).get("pool")
@@ -149,7 +182,7 @@ def _nodes(session: Session, ids: list[str]) -> dict[str, _Node]:
 def _data(session: Session, event_id: int) -> dict[str, Any]:
     """An event's data, read only where it is needed: decoding it for every event of a burst costs more than the
     rest of the intake."""
-    return dict(session.execute(select(EVENTS.c.data).where(EVENTS.c.id == event_id)).scalar_one() or {})
+    return dict(store.run(session, _DATA, {"id": event_id}).scalar_one() or {})
 
 
 def _seen(event: Any) -> Seen:
@@ -171,11 +204,7 @@ def repeat_counts(session: Session, policy: XidPolicy, node_id: str, now: dateti
     case_rules = [r for r in policy.repeats if r.counts == "cases"]
     if event_rules:
         widest = max(r.window for r in event_rules)
-        rows = session.execute(
-            select(EVENTS.c.code, EVENTS.c.severity, EVENTS.c.observed_at).where(
-                EVENTS.c.node_id == node_id, EVENTS.c.observed_at >= now - widest, EVENTS.c.status != "resolved"
-            )
-        ).all()
+        rows = store.run(session, _NODE_FATAL, {"node": node_id, "since": now - widest}).all()
         for rule in event_rules:
             counts[rule.name] = sum(
                 1
@@ -184,13 +213,7 @@ def repeat_counts(session: Session, policy: XidPolicy, node_id: str, now: dateti
             )
     if case_rules:
         widest = max(r.window for r in case_rules)
-        cases = session.execute(
-            select(store.CASES.c.kind, store.CASES.c.opened_at).where(
-                store.CASES.c.node_id == node_id,
-                store.CASES.c.opened_at >= now - widest,
-                store.CASES.c.dry_run.is_(False),
-            )
-        ).all()
+        cases = store.run(session, _NODE_CASES, {"node": node_id, "since": now - widest}).all()
         for rule in case_rules:
             kinds = {k.value for k in rule.kinds}
             counts[rule.name] = 1 + sum(
@@ -296,17 +319,9 @@ class Intake:
         With ``lease_to`` the cases opened are written leased to that owner and handed back in ``leased``, for a caller
         that moves them on in this transaction (the reaction) without reading them back to claim them.
         """
-        query = (
-            select(*_FACT_COLUMNS)
-            .where(EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
-            .order_by(EVENTS.c.id)
-            .limit(limit)
-        )
-        if ids is not None:
-            query = query.where(EVENTS.c.id.in_(ids))
-        if session.connection().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        events = session.execute(query).all()
+        locks = session.connection().dialect.name == "postgresql"
+        params: dict[str, Any] = {"limit": limit} if ids is None else {"limit": limit, "ids": ids}
+        events = store.run(session, _unprocessed(ids is not None, locks), params).all()
         result = IntakeResult(events=len(events))
         if not events:
             return result
@@ -360,7 +375,7 @@ class Intake:
         result.stale = len(stale_ids)
         for case_id in set(outcome.values()):
             ids = [i for i, c in outcome.items() if c == case_id]
-            session.execute(update(EVENTS).where(EVENTS.c.id.in_(ids)).values(processed_at=now, case_id=case_id))
+            store.run(session, _MARK, {"ids": ids, "at": now, "case": case_id})
         for event_id in stale_ids:
             data = _data(session, event_id)
             data["remediation"] = "stale: observed before the policy's stale_after window"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BindParameter, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.models import Cluster, Node, RemediationBreaker, RemediationCase
@@ -44,6 +44,15 @@ def open_breakers(session: Session) -> dict[int, str]:
     return {r.cluster_id: r.reason or "open" for r in rows}
 
 
+_CLUSTER: BindParameter[int] = bindparam("cluster")
+_TRIP_FACTS = select(
+    select(func.count()).select_from(Node).where(Node.cluster_id == _CLUSTER).scalar_subquery(),
+    Cluster.name,
+    select(RemediationBreaker.state).where(RemediationBreaker.cluster_id == _CLUSTER).scalar_subquery(),
+).where(Cluster.id == _CLUSTER)
+"""What deciding to trip needs, in one read: the cluster's size and name, and whether its breaker is open already."""
+
+
 def note_case_opened(session: Session, cluster_id: int, policy: XidPolicy, now: datetime, actor: str) -> str | None:
     """Trip the breaker if this case made the window's count reach the threshold; returns the reason if it did."""
     settings = policy.settings
@@ -51,15 +60,8 @@ def note_case_opened(session: Session, cluster_id: int, policy: XidPolicy, now: 
     opened = store.opened_since(session, cluster_id, since)
     if opened < settings.breaker_min:
         return None  # the cheap check first: most openings are nowhere near any threshold
-    # Past the cheap check, what the decision needs comes in one read: the cluster's size and name, and whether its
-    # breaker is already open.
-    size, name, state = session.execute(
-        select(
-            select(func.count()).select_from(Node).where(Node.cluster_id == cluster_id).scalar_subquery(),
-            Cluster.name,
-            select(RemediationBreaker.state).where(RemediationBreaker.cluster_id == cluster_id).scalar_subquery(),
-        ).where(Cluster.id == cluster_id)
-    ).one()
+    facts: Any = store.run(session, _TRIP_FACTS, {"cluster": cluster_id}).one()
+    size, name, state = facts
     if state == OPEN:
         return None
     reason = breaker_trip_reason(settings, name, size, opened)
