@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from gpufleet.adapters.db import migrate
 from gpufleet.adapters.db.engine import READ_ONLY, database_url, make_engine, whole_number_setting
@@ -31,6 +32,16 @@ class Database:
         # commits; left to SQLite, a blocked writer polls the lock with sleeps of up to 100 ms, which under a burst of
         # concurrent ingests costs more than the writes. Other processes still meet SQLite's busy timeout.
         self._writer = threading.RLock() if self.engine.dialect.name == "sqlite" else None
+        # SQLite: the writers share one pooled connection of their own. A connection drops its whole page cache when
+        # it begins a transaction after another connection wrote, so writes that rotated through the pool, between
+        # readers, re-read every index page they touched while holding the one write lock. Kept to writers, the
+        # connection's cache stays warm from one write to the next.
+        self._write_engine = self.engine
+        if self._writer is not None and isinstance(self.engine.pool, QueuePool):  # not one in memory
+            self._write_engine = make_engine(
+                self.engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=4
+            )
+        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
         self.ingest_turns = FairTurns(ingest_concurrency(self.engine.dialect.name))
         # PostgreSQL: a reader in READ COMMITTED takes a fresh snapshot for every statement anyway, so its BEGIN and
         # ROLLBACK are two round trips that buy nothing; it runs in autocommit.
@@ -56,7 +67,7 @@ class Database:
         if not self._writer.acquire(timeout=WRITER_WAIT_S):
             raise TimeoutError(f"no write turn on {self.url} within {WRITER_WAIT_S:.0f} s: another writer holds it")
         try:
-            with self._sessions() as session, session.begin():
+            with self._write_sessions() as session, session.begin():
                 yield session
         finally:
             self._writer.release()
@@ -91,6 +102,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._write_engine is not self.engine:
+            self._write_engine.dispose()
 
 
 def ingest_concurrency(dialect: str) -> int:
