@@ -36,7 +36,7 @@ from _db import backend_arg, scratch_database
 from _fleet import NODES, STATE_CYCLE, populate
 from gpufleet.adapters.db.models import Gpu, Node, NodeEvent, RemediationCase
 from gpufleet.api.app import create_app
-from gpufleet.api.heap import settle_heap
+from gpufleet.api.runtime import settle_process
 from gpufleet.services import health_ingest
 from gpufleet.services.context import Actor, Role
 from gpufleet.services.database import Database, open_database
@@ -307,7 +307,7 @@ def _replica(
     """One ingesting process of several, as replicas on PostgreSQL would run: its own engine and reaction."""
     db = open_database(url)
     _reaction_registered()
-    settle_heap()  # as the server does once it has started
+    settle_process()  # as the server does once it has started
     try:
         arrivals, _, finished = send_share(db, datetime.fromisoformat(base), started, share, shares, senders)
     finally:
@@ -401,7 +401,7 @@ def main() -> None:
         _teach_pci(db)
         base = datetime.now(UTC) - timedelta(hours=1)
         reactions = _reaction_registered()
-        settle_heap()  # as the server does once it has started
+        settle_process()  # as the server does once it has started
         saved = list(health_ingest._callbacks)
         health_ingest._callbacks.clear()  # throughput of ingest itself first
         cases = throughput(db, base)

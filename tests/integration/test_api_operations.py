@@ -78,7 +78,7 @@ def test_create_app_opens_the_database_named_by_the_environment(
 ) -> None:
     monkeypatch.setenv("GPUFLEET_DATABASE_URL", db_url)
     settled: list[bool] = []  # the server process settles its heap; this test process keeps its own
-    monkeypatch.setattr(app_module, "settle_heap", lambda: settled.append(True))
+    monkeypatch.setattr(app_module, "settle_process", lambda: settled.append(True))
     app = create_app()
     with TestClient(app) as client:
         assert client.get("/healthz").json()["status"] == "ok"

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 
 from gpufleet import __version__
 from gpufleet.api import problems
-from gpufleet.api.heap import settle_heap
 from gpufleet.api.middleware import (
     JSON_BODY_LIMIT,
     UPLOAD_BODY_LIMIT,
@@ -37,6 +36,7 @@ from gpufleet.api.routes import (
     transitions,
     validation,
 )
+from gpufleet.api.runtime import settle_process
 from gpufleet.services.database import Database, open_database
 
 API_PREFIX = "/api/v1"
@@ -74,7 +74,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if owned:  # the server process itself, not an app a caller (a test) embeds
-            settle_heap()
+            settle_process()
         yield
         if owned:
             database.dispose()
