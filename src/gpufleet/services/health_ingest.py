@@ -332,10 +332,19 @@ def _sqlite_values(batch: list[dict[str, Any]]) -> tuple[Any, ...]:
     """The batch's values in column order, each as SQLite stores it."""
     values: list[Any] = []
     append = values.append
+    times: dict[datetime, str] = {}  # a batch shares its receipt time and many observation times
     for row in batch:
         for name, encode in _SQLITE_ENCODERS:
             value = row[name]
-            append(value if value is None or encode is None else encode(value))
+            if value is None or encode is None:
+                append(value)
+            elif encode is _sqlite_time:
+                text = times.get(value)
+                if text is None:
+                    text = times[value] = _sqlite_time(value)
+                append(text)
+            else:
+                append(encode(value))
     return tuple(values)
 
 

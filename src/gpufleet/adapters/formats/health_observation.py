@@ -67,17 +67,25 @@ class GpuRef:
         return self.index is None and not self.pci_bus_id and not self.serial and not self.uuid
 
     def describe(self) -> str:
-        parts = []
-        if self.index is not None:
-            parts.append(f"index {self.index}")
-        for name in ("pci_bus_id", "serial", "uuid"):
-            value = getattr(self, name)
+        if self.pci_bus_id is None and self.serial is None and self.uuid is None:  # what most sources give
+            return "-" if self.index is None else f"index {self.index}"
+        parts = [] if self.index is None else [f"index {self.index}"]
+        for name, value in (("pci_bus_id", self.pci_bus_id), ("serial", self.serial), ("uuid", self.uuid)):
             if value:
                 parts.append(f"{name} {value}")
         return ", ".join(parts) or "-"
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        found: dict[str, Any] = {}
+        if self.index is not None:
+            found["index"] = self.index
+        if self.pci_bus_id is not None:
+            found["pci_bus_id"] = self.pci_bus_id
+        if self.serial is not None:
+            found["serial"] = self.serial
+        if self.uuid is not None:
+            found["uuid"] = self.uuid
+        return found
 
 
 @dataclass
