@@ -133,11 +133,11 @@ class _Node:
     pool: str | None
 
 
-NODES = cast(Table, Node.__table__)
+_NODE_TABLE = cast(Table, Node.__table__)
 # Statements intake runs for every burst it takes, built once (see ``store.run``).
 _NODES = select(
-    *(NODES.c[n] for n in ("id", "state", "cluster_id", "nvlink_domain_id", "supplier_id", "hostname", "labels"))
-).where(NODES.c.id.in_(bindparam("ids", expanding=True)))
+    *(_NODE_TABLE.c[n] for n in ("id", "state", "cluster_id", "nvlink_domain_id", "supplier_id", "hostname", "labels"))
+).where(_NODE_TABLE.c.id.in_(bindparam("ids", expanding=True)))
 _DATA = select(EVENTS.c.data).where(EVENTS.c.id == bindparam("id"))
 _MARK = (
     update(EVENTS)
