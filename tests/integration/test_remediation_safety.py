@@ -311,3 +311,24 @@ def test_the_reaction_leaves_ignored_noise_to_the_next_pass(db: Database, clock:
             assert session.execute(select(HealthEvent.processed_at).where(HealthEvent.code == "xid:43")).scalar_one()
     finally:
         use_registry(None)
+
+
+def test_a_case_the_reaction_opens_is_leased_as_written_so_no_other_process_claims_it(
+    db: Database, clock: ManualClock
+) -> None:
+    from gpufleet.services import remediation_store as store
+
+    h = harness(db, clock)
+    ids = [i for i in h.report("E11", "xid:79") if i is not None]
+    now = clock.now()
+    with DbWork(db) as work:
+        session = work.session()
+        opened = h.engine.intake.process(session, now, h.engine.policies(session, now), ids=ids, lease_to="reactor-a")
+    (case_id,) = opened.opened
+    assert opened.leased[case_id].lease_owner == "reactor-a"
+    with db.transaction() as session:  # due now, but held by the process that opened it
+        assert store.claim_due(session, now, "controller-b", 10) == []
+        assert store.claim(session, case_id, now, "controller-b") is None
+    later = now + store.LEASE + timedelta(seconds=1)
+    with db.transaction() as session:  # a lease that was never released runs out, and the case is taken up
+        assert [c.id for c in store.claim_due(session, later, "controller-b", 10)] == [case_id]
