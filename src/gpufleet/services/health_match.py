@@ -17,19 +17,18 @@ lines, which name only the PCI address, resolve to a GPU from then on.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 
+from gpufleet.adapters.db.list_query import list_rows
 from gpufleet.adapters.db.models import Gpu
 from gpufleet.adapters.formats.health_observation import GpuRef, canonical_pci
 from gpufleet.domain.lifecycle import NodeState
 
-CHUNK = 5000
 GPUS = cast(Table, Gpu.__table__)
 
 
@@ -66,14 +65,7 @@ class Match:
     gpu_unresolved: bool = False
 
 
-def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
-
-
-# SQLite: each statement's text never changes and its answer is one row of JSON. The sqlite3 module hands the
-# interpreter lock back and forth for every row it steps, which under concurrent ingests costs more than the rows, and
-# a list passed as one JSON parameter spares compiling an expanding IN list for every batch size.
+# Each list goes in as one parameter (``list_rows``): SQLite answers in one row of JSON.
 _SQLITE_NODES = (
     "SELECT json_group_array(json_array(n.id, n.serial, n.hostname, n.state, s.gpus_per_node, "
     "(SELECT count(*) FROM gpus g WHERE g.node_id = n.id))) FROM nodes n JOIN skus s ON s.id = n.sku_id "
@@ -129,20 +121,6 @@ _PG_OWNERS = (
 )
 
 
-def _query(
-    connection: Connection, sqlite: str, postgresql: str | Callable[[int], str], name: str, values: Sequence[str]
-) -> list[Any]:
-    rows: list[Any] = []
-    for chunk in _chunks(values):
-        if connection.dialect.name == "postgresql":
-            sql = postgresql(len(chunk)) if callable(postgresql) else postgresql
-            rows.extend(connection.exec_driver_sql(sql, {name: list(chunk)}).all())
-        else:
-            answer = connection.exec_driver_sql(sqlite, (json.dumps(list(chunk)),)).scalar_one()
-            rows.extend(json.loads(answer))
-    return rows
-
-
 class Inventory:
     """The nodes and GPUs a batch names, read in a fixed number of queries; every lookup after that is in memory."""
 
@@ -157,16 +135,16 @@ class Inventory:
         gpus = list(gpus)
         gpu_keys = sorted({k for g in gpus for k in (g.serial, g.uuid) if k})
         needs_gpu_rows = bool(gpu_keys) or any(g.pci_bus_id for g in gpus)
-        owners = {str(row[0]) for row in _query(connection, _SQLITE_OWNERS, _PG_OWNERS, "keys", gpu_keys)}
-        for row in _query(connection, _SQLITE_NODES, _pg_nodes, "refs", refs):
+        owners = {str(row[0]) for row in list_rows(connection, _SQLITE_OWNERS, _PG_OWNERS, "keys", gpu_keys)}
+        for row in list_rows(connection, _SQLITE_NODES, _pg_nodes, "refs", refs):
             self._add_node(_NodeRow(*row))
         missing = sorted(owners - set(self.by_id))
         # Nodes found only through a GPU serial or UUID: by id, through the same statement.
-        for row in _query(connection, _SQLITE_NODES, _pg_nodes, "refs", missing):
+        for row in list_rows(connection, _SQLITE_NODES, _pg_nodes, "refs", missing):
             self._add_node(_NodeRow(*row))
         if not needs_gpu_rows:  # GPUs named by index at most: the node's count of rows is all a match needs
             return
-        for gpu_id, node_id, idx, serial, uuid, pci in _query(
+        for gpu_id, node_id, idx, serial, uuid, pci in list_rows(
             connection, _SQLITE_GPUS, _PG_GPUS, "ids", sorted(self.by_id)
         ):
             gpu = _GpuRow(gpu_id, node_id, idx, serial, uuid, canonical_pci(pci))

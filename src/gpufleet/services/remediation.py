@@ -169,8 +169,8 @@ class Step:
             observer.node_moved(c.node_id, result.from_state, result.to_state, event, payload)
 
 
-_NODES = cast(Table, Node.__table__)
-_NODE_STATE = select(_NODES.c.state).where(_NODES.c.id == bindparam("node"))
+_NODE_TABLE = cast(Table, Node.__table__)
+_NODE_STATE = select(_NODE_TABLE.c.state).where(_NODE_TABLE.c.id == bindparam("node"))
 
 
 def node_state(session: Session, node_id: str) -> str | None:

@@ -154,21 +154,6 @@ _NODE_CASES = select(store.CASES.c.kind, store.CASES.c.opened_at).where(
 )
 
 
-@lru_cache(maxsize=4)
-def _unprocessed(by_id: bool, locks: bool) -> Select[Any]:
-    """Unprocessed events with a node, oldest first; only the named ones (``ids``) for a reaction. On PostgreSQL they
-    are locked, skipping those another process holds, so two controllers never take the same event."""
-    query = (
-        select(*_FACT_COLUMNS)
-        .where(EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
-        .order_by(EVENTS.c.id)
-        .limit(bindparam("limit"))
-    )
-    if by_id:
-        query = query.where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
-    return query.with_for_update(skip_locked=True) if locks else query
-
-
 def _nodes(session: Session, ids: list[str]) -> dict[str, _Node]:
     rows = store.run(session, _NODES, {"ids": ids}).all()
     return {
@@ -232,6 +217,21 @@ _NONE = _NoRule()
 # What intake reads of an event to decide on it: the columns of the facts the ingest hands a reaction, so the two
 # cannot drift apart.
 _FACT_COLUMNS = tuple(EVENTS.c[f.name] for f in fields(EventFacts))
+
+
+@lru_cache(maxsize=4)
+def _unprocessed(by_id: bool, locks: bool) -> Select[Any]:
+    """Unprocessed events with a node, oldest first; only the named ones (``ids``) for a reaction. On PostgreSQL they
+    are locked, skipping those another process holds, so two controllers never take the same event."""
+    query = (
+        select(*_FACT_COLUMNS)
+        .where(EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
+        .order_by(EVENTS.c.id)
+        .limit(bindparam("limit"))
+    )
+    if by_id:
+        query = query.where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    return query.with_for_update(skip_locked=True) if locks else query
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ BEGIN IMMEDIATE) and stamps a short lease, so a case is worked by one process ev
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -17,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Executable, Table, Update, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from gpufleet.adapters.db.list_query import list_rows
 from gpufleet.adapters.db.models import RemediationCase, RemediationStep
 from gpufleet.domain.remediation import ACTIVE_STATES, FINAL_CASE_STATES, CaseState
 
@@ -154,9 +154,7 @@ class CaseFacts:
     held: str | None
 
 
-# The statement text never changes, whatever the number of nodes: a list goes in as one parameter (JSON on SQLite,
-# an array on PostgreSQL), which spares compiling an expanding IN list for every burst size, and SQLite answers in
-# one row of JSON rather than a row stepped at a time.
+# One statement text whatever the number of nodes (``list_rows``).
 _SQLITE_FACTS = (
     "SELECT json_group_array(json_array(open_node_id, json(codes), start_action, kind, dry_run, held)) "
     "FROM remediation_cases WHERE open_node_id IN (SELECT value FROM json_each(?))"
@@ -171,12 +169,7 @@ def open_case_facts(session: Session, node_ids: list[str]) -> dict[str, CaseFact
     """The open cases of these nodes, by node, as triage reads them for every webhook."""
     if not node_ids:
         return {}
-    connection = session.connection()
-    rows: list[Any]
-    if connection.dialect.name == "postgresql":
-        rows = list(connection.exec_driver_sql(_PG_FACTS, {"nodes": node_ids}).all())
-    else:
-        rows = json.loads(connection.exec_driver_sql(_SQLITE_FACTS, (json.dumps(node_ids),)).scalar_one())
+    rows = list_rows(session.connection(), _SQLITE_FACTS, _PG_FACTS, "nodes", node_ids)
     return {r[0]: CaseFacts(r[0], list(r[1] or []), r[2], r[3], bool(r[4]), r[5]) for r in rows}
 
 
