@@ -18,6 +18,7 @@ from gpufleet.services.clock import ManualClock
 from gpufleet.services.database import Database
 from gpufleet.services.remediation_cases import act, supplier_returned
 from gpufleet.services.remediation_figures import remediation_figures
+from gpufleet.services.remediation_intake import node_events
 from tests.factories import ADMIN
 from tests.integration.remediation_support import PEOPLE, Harness, harness, node_id, transitions_of
 
@@ -94,6 +95,20 @@ def test_repeated_deliveries_and_later_evidence_make_one_case(h: Harness) -> Non
     assert len(cases) == 1
     assert set(cases[0].codes) == {"xid:74", "xid:79"}
     assert [s.kind for s in h.steps(cases[0].id)].count("evidence") == 1
+
+
+def test_a_ticket_takes_the_newest_fifty_events_of_a_long_case_oldest_first(h: Harness) -> None:
+    """A node that logs thousands of events must not make every escalation read all of them."""
+    h.break_node("E2", RepairAction.RMA)
+    for minute in range(60):
+        h.report("E2", "xid:79", at=h.clock.now() + timedelta(seconds=minute), fingerprint=f"am-{minute}")
+    h.run()
+    case = h.cases("E2")[0]
+    with h.db.reader() as session:
+        everything = node_events(session, case.id)
+        latest = node_events(session, case.id, latest=50)
+    assert len(everything) == 60
+    assert latest == everything[-50:]
 
 
 def test_figures_report_the_age_of_cases_not_yet_resolved_beside_mttr(h: Harness) -> None:

@@ -393,7 +393,7 @@ def escalate(s: Step, reason: str, **data: Any) -> bool:
     c = s.case
     c.set(action=Action.RMA.value, kind=kind_after(_kind(c), Action.RMA).value, owner="supplier")
     s.node("escalate_supplier", reason[:2000], **data)
-    evidence = [*node_events(s.session, c.id)[-50:], {"note": reason, **data}]
+    evidence = [*node_events(s.session, c.id, latest=50), {"note": reason, **data}]
     ticket = open_ticket(s.session, c.node_id, c.gpu_index, c.id, "rma", reason, evidence, s.now)
     c.set(ticket_id=ticket.id)
     s.engine.notify("escalated", c, {"reason": reason, "ticket": ticket.id})

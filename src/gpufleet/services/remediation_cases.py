@@ -278,7 +278,7 @@ def act(
             case.id,
             "escalation",
             reason,
-            [*node_events(session, case.id)[-50:], {"note": reason, "by": actor.name}],
+            [*node_events(session, case.id, latest=50), {"note": reason, "by": actor.name}],
             now,
         )
         case.set(ticket_id=ticket.id, action=Action.RMA.value, owner="supplier")

@@ -497,29 +497,32 @@ class Intake:
         return found.wake
 
 
-def evidence_query(case_id: int) -> Select[Any]:
-    """The read of a case's evidence, oldest first; it runs inside the transaction that escalates the case, so it
-    must stay on ``ix_health_events_case`` however many events the fleet has stored."""
-    return (
-        select(
-            EVENTS.c.id,
-            EVENTS.c.source,
-            EVENTS.c.code,
-            EVENTS.c.severity,
-            EVENTS.c.status,
-            EVENTS.c.gpu_index,
-            EVENTS.c.message,
-            EVENTS.c.observed_at,
-            EVENTS.c.received_at,
-        )
-        .where(EVENTS.c.case_id == case_id)
-        .order_by(EVENTS.c.observed_at, EVENTS.c.id)
-    )
+def evidence_query(case_id: int, latest: int | None = None) -> Select[Any]:
+    """The read of a case's evidence, oldest first (or its ``latest`` events, newest first); it runs inside the
+    transaction that escalates the case, so it must stay on ``ix_health_events_case`` however many events the fleet
+    has stored."""
+    query = select(
+        EVENTS.c.id,
+        EVENTS.c.source,
+        EVENTS.c.code,
+        EVENTS.c.severity,
+        EVENTS.c.status,
+        EVENTS.c.gpu_index,
+        EVENTS.c.message,
+        EVENTS.c.observed_at,
+        EVENTS.c.received_at,
+    ).where(EVENTS.c.case_id == case_id)
+    if latest is None:
+        return query.order_by(EVENTS.c.observed_at, EVENTS.c.id)
+    return query.order_by(EVENTS.c.observed_at.desc(), EVENTS.c.id.desc()).limit(latest)
 
 
-def node_events(session: Session, case_id: int) -> list[dict[str, Any]]:
-    """The evidence attached to a case, oldest first."""
-    rows = session.execute(evidence_query(case_id)).all()
+def node_events(session: Session, case_id: int, latest: int | None = None) -> list[dict[str, Any]]:
+    """The evidence attached to a case, oldest first; with ``latest``, only that many of the newest, so a ticket
+    for a node that logged thousands of events reads no more than it sends."""
+    rows = list(session.execute(evidence_query(case_id, latest)).all())
+    if latest is not None:
+        rows.reverse()
     return [
         {
             "id": r.id,
