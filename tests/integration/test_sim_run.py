@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from gpufleet.adapters.db.models import Node, NodeEvent, Sku, ValidationAttempt
+from gpufleet.adapters.db.models import Node, NodeEvent, Reboot, RemediationCase, Sku, ValidationAttempt
 from gpufleet.domain.lifecycle import TRANSITIONS
 from gpufleet.services.database import Database, open_database
 from gpufleet.sim.engine import Simulation, SimulationError
@@ -70,6 +70,39 @@ def test_the_results_carry_the_figures_the_issue_names(run: tuple[Database, Any]
     assert r["simulated_days"] == 6
     assert 0.5 < r["availability"] < 1.0
     assert 0.0 < r["hardware_share"] < 1.0
+
+
+def test_the_remediation_figures_agree_with_the_cases_and_reboots_recorded(run: tuple[Database, Any]) -> None:
+    """The five figures `gpufleet simulate` adds to its JSON, read back from the rows the product wrote."""
+    db, r = run
+    with db.reader() as session:
+        cases = session.execute(
+            select(
+                RemediationCase.kind,
+                RemediationCase.resolution,
+                RemediationCase.human,
+                RemediationCase.detected_at,
+                RemediationCase.closed_at,
+            ).where(RemediationCase.dry_run.is_(False))
+        ).all()
+        reboots = Counter(session.execute(select(Reboot.outcome)).scalars())
+    assert r["cases_total"] == len(cases) > 10
+    minutes: dict[str, list[float]] = {"software": [], "hardware": []}
+    for c in cases:
+        if c.resolution == "reintegrated":
+            group = "hardware" if c.kind == "hardware" else "software"
+            minutes[group].append((c.closed_at - c.detected_at).total_seconds() / 60)
+    for group in ("software", "hardware"):
+        done = sorted(minutes[group])
+        assert done, group
+        p50, p90 = r[f"mttr_{group}_min_p50"], r[f"mttr_{group}_min_p90"]
+        assert round(done[0], 1) <= p50 <= p90 <= round(done[-1], 1)
+        assert sum(m <= p50 + 0.05 for m in done) >= len(done) / 2  # at least half repaired within the p50
+    automated = sum(1 for c in cases if c.resolution == "reintegrated" and not c.human)
+    assert 0 < r["automation_rate"] <= 1 and automated >= 1
+    assert r["automation_rate"] == r["remediation"]["automation"]["rate"]
+    decided = reboots["returned"] + reboots["not_returned"]
+    assert decided > 0 and r["reboots_returned_share"] == round(reboots["returned"] / decided, 4)
 
 
 def test_every_transition_is_a_valid_recorded_event(run: tuple[Database, Any]) -> None:
