@@ -6,21 +6,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
-import warnings
+from typing import Any
 
-from _db import scratch_database
-from _fleet import ACTOR, populate
-from gpufleet.api.app import create_app
-from gpufleet.services.tokens import create_token
+from _api import percentile, timed_reads
+from _fleet import FleetShape
 
 URL = "/api/v1/nodes?cluster=cluster-0&state=in_service&limit=500"
 TARGET_MS = 30
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def _check(answer: Any, _shape: FleetShape) -> None:
+    items = answer["items"]
+    assert len(items) == 500 and all(n["cluster"] == "cluster-0" and n["state"] == "in_service" for n in items)
 
 
 def main() -> None:
@@ -28,26 +25,7 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*httpx2")
-        from fastapi.testclient import TestClient
-    with scratch_database(args.db) as db:
-        shape = populate(db)
-        token = create_token(db, "bench", "viewer", ACTOR).secret
-        with TestClient(create_app(db)) as client:
-            headers = {"Authorization": f"Bearer {token}"}
-            first = client.get(URL, headers=headers)
-            assert first.status_code == 200, first.text
-            items = first.json()["items"]
-            assert len(items) == 500 and all(n["cluster"] == "cluster-0" and n["state"] == "in_service" for n in items)
-            for _ in range(20):
-                client.get(URL, headers=headers)
-            timings = []
-            for _ in range(args.requests):
-                start = time.perf_counter()
-                response = client.get(URL, headers=headers)
-                timings.append((time.perf_counter() - start) * 1000)
-                assert response.status_code == 200
+    shape, timings = timed_reads(args.db, URL, args.requests, 20, _check)
     p50 = statistics.median(timings)
     print(
         json.dumps(

@@ -6,17 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
-import warnings
+from typing import Any
 
-from _db import scratch_database
-from _fleet import ACTOR, populate
-from bench_list_nodes import percentile
-from gpufleet.api.app import create_app
-from gpufleet.services.tokens import create_token
+from _api import percentile, timed_reads
+from _fleet import FleetShape
 
 URL = "/api/v1/summary"
 TARGET_MS = 100
+
+
+def _check(answer: Any, shape: FleetShape) -> None:
+    assert answer["nodes"] == shape.nodes and answer["gpus"] == shape.gpus
 
 
 def main() -> None:
@@ -24,25 +24,7 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*httpx2")
-        from fastapi.testclient import TestClient
-    with scratch_database(args.db) as db:
-        shape = populate(db)
-        token = create_token(db, "bench", "viewer", ACTOR).secret
-        with TestClient(create_app(db)) as client:
-            headers = {"Authorization": f"Bearer {token}"}
-            first = client.get(URL, headers=headers)
-            assert first.status_code == 200, first.text
-            assert first.json()["nodes"] == shape.nodes and first.json()["gpus"] == shape.gpus
-            for _ in range(10):
-                client.get(URL, headers=headers)
-            timings = []
-            for _ in range(args.requests):
-                start = time.perf_counter()
-                response = client.get(URL, headers=headers)
-                timings.append((time.perf_counter() - start) * 1000)
-                assert response.status_code == 200
+    shape, timings = timed_reads(args.db, URL, args.requests, 10, _check)
     p50 = statistics.median(timings)
     print(
         json.dumps(
