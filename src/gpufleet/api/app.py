@@ -19,6 +19,7 @@ from gpufleet.api.middleware import (
     BodyLimitMiddleware,
     CorrelationIdMiddleware,
 )
+from gpufleet.api.responses import JSONResponse
 from gpufleet.api.routes import (
     allocations,
     cases,
@@ -87,6 +88,7 @@ def create_app(db: Database | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        default_response_class=JSONResponse,
     )
     app.state.db = database
     app.state.metrics_registry = metrics.registry_for(database)

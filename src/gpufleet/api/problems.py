@@ -12,9 +12,9 @@ from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gpufleet.api.responses import JSONResponse
 from gpufleet.services.errors import InvalidInput, InvalidTransition, ServiceError, VersionConflict
 
 PROBLEM_JSON = "application/problem+json"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 
 from gpufleet.api.auth import Operator, Viewer
 from gpufleet.api.deps import Db
+from gpufleet.api.responses import JSONResponse
 from gpufleet.api.schemas import PROBLEMS, AllocationEndIn, AllocationIn, ItemsOut, problem
 from gpufleet.services.allocations import allocate, end_allocation, list_allocations
 from gpufleet.services.context import Actor

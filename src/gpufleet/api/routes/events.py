@@ -22,13 +22,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from gpufleet.api.auth import Operator, Viewer
 from gpufleet.api.deps import Db
 from gpufleet.api.problems import problem_response
+from gpufleet.api.responses import JSONResponse
 from gpufleet.api.schemas import PROBLEMS, problem
 from gpufleet.services.health_events import EventFilter, list_events, rematch
 from gpufleet.services.health_ingest import FORMATS, ingest

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from gpufleet.api.deps import Db
+from gpufleet.api.responses import JSONResponse
 from gpufleet.services.database import Database
 
 router = APIRouter(tags=["operations"])

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from gpufleet.api.auth import Operator
 from gpufleet.api.deps import Db
 from gpufleet.api.problems import Problem, report_response
+from gpufleet.api.responses import JSONResponse
 from gpufleet.api.schemas import PROBLEMS, problem
 from gpufleet.services.inventory import import_nodes
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 
 from gpufleet.api.auth import Operator, TenantViewer
 from gpufleet.api.deps import Db, IfMatch, etag
+from gpufleet.api.responses import JSONResponse
 from gpufleet.api.schemas import PROBLEMS, NodePageOut, NodePatchIn, problem
 from gpufleet.services.node_queries import (
     DEFAULT_PAGE,

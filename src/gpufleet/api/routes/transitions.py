@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from gpufleet.api.auth import Operator
 from gpufleet.api.deps import Db, IfMatch, etag
+from gpufleet.api.responses import JSONResponse
 from gpufleet.api.schemas import PROBLEMS, TransitionIn, TransitionOut, problem
 from gpufleet.services.lifecycle import transition
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from gpufleet.api.auth import Operator, Viewer
 from gpufleet.api.deps import Db, IfMatch, etag
 from gpufleet.api.problems import Problem, report_response
+from gpufleet.api.responses import JSONResponse
 from gpufleet.api.schemas import PROBLEMS, problem
 from gpufleet.domain.validation import CHECKS, SUITES
 from gpufleet.services.validation_analytics import DEFAULT_DAYS, Scope, reban_report, threshold_report
