@@ -210,3 +210,22 @@ class ClusterDriver(Protocol):
     def validation_result(self, node: str, run_id: str) -> ValidationResult: ...
 
     def node_status(self, node: str) -> NodeStatus: ...
+
+
+class SiteValidation:
+    """For schedulers that run no validation suites of their own: the site's tooling runs them and its results
+    reach gpufleet through ``gpufleet validation ingest``, so the driver says that instead of pretending to run one."""
+
+    scheduler: str
+    """The scheduler's name as an error names it ("Slurm", "Kubernetes")."""
+    _cluster: str
+
+    def start_validation(self, node: str, suite: ValidationSuite) -> ValidationRun:
+        raise DriverError(
+            f"the {self.scheduler} driver does not run validation suites on '{self._cluster}'; run them with the "
+            "site's tooling and record the results with `gpufleet validation ingest`",
+            node=node,
+        )
+
+    def validation_result(self, node: str, run_id: str) -> ValidationResult:
+        raise DriverError(f"the {self.scheduler} driver keeps no validation runs (asked for {run_id})", node=node)

@@ -33,11 +33,9 @@ from gpufleet.adapters.drivers.base import (
     NodeStatus,
     PowerState,
     PowerStatus,
+    SiteValidation,
     Taint,
     UnknownNode,
-    ValidationResult,
-    ValidationRun,
-    ValidationSuite,
     Work,
 )
 from gpufleet.adapters.drivers.ownership import HeldByOthers, reason_ref
@@ -75,8 +73,10 @@ def _api_error_type() -> type[Exception]:
     return ApiException
 
 
-class KubernetesDriver:
+class KubernetesDriver(SiteValidation):
     """One Kubernetes cluster, through its API server. Every operation reads first and does only what is missing."""
+
+    scheduler = "Kubernetes"
 
     def __init__(self, cluster: str, settings: KubernetesSettings, clock: Clock, api_client: Any = None) -> None:
         self._cluster = cluster
@@ -310,16 +310,6 @@ class KubernetesDriver:
 
     def power_status(self, node: str) -> PowerStatus:
         return _power(self._node(node))
-
-    def start_validation(self, node: str, suite: ValidationSuite) -> ValidationRun:
-        raise DriverError(
-            f"the Kubernetes driver does not run validation suites on '{self._cluster}'; record results with "
-            "`gpufleet validation ingest`",
-            node=node,
-        )
-
-    def validation_result(self, node: str, run_id: str) -> ValidationResult:
-        raise DriverError(f"the Kubernetes driver keeps no validation runs (asked for {run_id})", node=node)
 
     def node_status(self, node: str) -> NodeStatus:
         return _status(self._node(node), self._pods(node))

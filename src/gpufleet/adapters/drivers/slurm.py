@@ -33,11 +33,9 @@ from gpufleet.adapters.drivers.base import (
     NodeStatus,
     PowerState,
     PowerStatus,
+    SiteValidation,
     Taint,
     UnknownNode,
-    ValidationResult,
-    ValidationRun,
-    ValidationSuite,
     Work,
 )
 from gpufleet.adapters.drivers.ownership import HeldByOthers, is_ours, tag_reason
@@ -101,8 +99,10 @@ class CommandStats:
         self.seconds = 0.0
 
 
-class SlurmDriver:
+class SlurmDriver(SiteValidation):
     """One Slurm cluster. Every operation is idempotent: it reads the node first and does only what is missing."""
+
+    scheduler = "Slurm"
 
     def __init__(self, cluster: str, settings: SlurmSettings, clock: Clock) -> None:
         self._cluster = cluster
@@ -259,16 +259,6 @@ class SlurmDriver:
 
     def power_status(self, node: str) -> PowerStatus:
         return power_of(self.slurm_node(node))
-
-    def start_validation(self, node: str, suite: ValidationSuite) -> ValidationRun:
-        raise DriverError(
-            f"the Slurm driver does not run validation suites on '{self._cluster}'; run them with the site's "
-            "tooling and record the results with `gpufleet validation ingest`",
-            node=node,
-        )
-
-    def validation_result(self, node: str, run_id: str) -> ValidationResult:
-        raise DriverError(f"the Slurm driver keeps no validation runs (asked for {run_id})", node=node)
 
     def node_status(self, node: str) -> NodeStatus:
         current = self.slurm_node(node)
