@@ -130,10 +130,7 @@ def alert_payloads(count: int, base: datetime, seed: int, per_payload: int = 100
     return [payload(alerts[i : i + per_payload]) for i in range(0, count, per_payload)]
 
 
-def timed(label: str, events: int, run: Callable[[], int], counted: str = "accepted") -> dict[str, Any]:
-    start = time.perf_counter()
-    count = run()
-    seconds = time.perf_counter() - start
+def measured(label: str, events: int, count: int, seconds: float, counted: str = "accepted") -> dict[str, Any]:
     return {
         "case": label,
         "events": events,
@@ -141,6 +138,12 @@ def timed(label: str, events: int, run: Callable[[], int], counted: str = "accep
         "seconds": round(seconds, 2),
         "events_per_s": round(events / seconds),
     }
+
+
+def timed(label: str, events: int, run: Callable[[], int], counted: str = "accepted") -> dict[str, Any]:
+    start = time.perf_counter()
+    count = run()
+    return measured(label, events, count, time.perf_counter() - start, counted)
 
 
 SENDER = """
@@ -213,18 +216,16 @@ def throughput(db: Database, base: datetime) -> list[dict[str, Any]]:
     over_http = alert_payloads(EVENTS, base + timedelta(minutes=2), seed=4)
     start = time.perf_counter()
     sent = http(db, over_http)
-    results.append(
-        {
-            "case": "Alertmanager over HTTP (uvicorn on loopback), 500 webhooks of 100, 4 senders",
-            "events": EVENTS,
-            "accepted": sent["accepted"],
-            "seconds": round(sent["seconds"], 2),
-            "events_per_s": round(EVENTS / sent["seconds"]),
-            "seconds_with_harness_start": round(time.perf_counter() - start, 2),
-            # The senders share this machine's cores with the server: the CPU they took is the server's loss here.
-            "sender_cpu_seconds": round(sent["sender_cpu_seconds"], 2),
-        }
+    over = measured(
+        "Alertmanager over HTTP (uvicorn on loopback), 500 webhooks of 100, 4 senders",
+        EVENTS,
+        sent["accepted"],
+        sent["seconds"],
     )
+    over["seconds_with_harness_start"] = round(time.perf_counter() - start, 2)
+    # The senders share this machine's cores with the server: the CPU they took is the server's loss here.
+    over["sender_cpu_seconds"] = round(sent["sender_cpu_seconds"], 2)
+    results.append(over)
     small = xid_lines(EVENTS // 5, base + timedelta(minutes=5), seed=3)
     bodies = ["\n".join(small[i : i + 4]) for i in range(0, len(small), 4)]
 

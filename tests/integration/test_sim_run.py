@@ -17,6 +17,8 @@ from sqlalchemy import func, select
 
 from gpufleet.adapters.db.models import Node, NodeEvent, Reboot, RemediationCase, Sku, ValidationAttempt
 from gpufleet.domain.lifecycle import TRANSITIONS
+from gpufleet.domain.remediation import MTTR_GROUPS
+from gpufleet.domain.xid_policy import Kind
 from gpufleet.services.database import Database, open_database
 from gpufleet.sim.engine import Simulation, SimulationError
 from tests.conftest import drop_pg_database, new_pg_database, pg_available
@@ -90,7 +92,7 @@ def test_the_remediation_figures_agree_with_the_cases_and_reboots_recorded(run: 
     minutes: dict[str, list[float]] = {"software": [], "hardware": []}
     for c in cases:
         if c.resolution == "reintegrated":
-            group = "hardware" if c.kind == "hardware" else "software"
+            group = MTTR_GROUPS[Kind(c.kind)]
             minutes[group].append((c.closed_at - c.detected_at).total_seconds() / 60)
     for group in ("software", "hardware"):
         done = sorted(minutes[group])
