@@ -99,9 +99,7 @@ def _post_all(base: str, token: str, bodies: list[dict[str, object]]) -> list[di
 
     def post(body: dict[str, object]) -> dict[str, object]:
         with httpx.Client(base_url=base, timeout=60) as client:
-            answer = client.post(
-                "/api/v1/events/alertmanager", json=body, headers={"Authorization": f"Bearer {token}"}
-            )
+            answer = client.post("/api/v1/events/alertmanager", json=body, headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200, answer.text
         result: dict[str, object] = answer.json()
         return result
