@@ -78,3 +78,16 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("must not serve"))
     result = RUNNER.invoke(app, ["--database-url", f"sqlite:///{tmp_path}/none.db", "serve"])
     assert "gpufleet db upgrade" in one_line_error(result)
+
+
+def test_serve_passes_its_workers_and_access_log_to_uvicorn(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = Cli.on(db, monkeypatch)
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(app=app, **kwargs))
+    assert cli("serve").exit_code == 0
+    assert (served["workers"], served["access_log"]) == (1, True)
+    result = cli("serve", "--workers", "3", "--no-access-log", "--port", "8124")
+    assert result.exit_code == 0, result.output
+    assert (served["workers"], served["access_log"], served["port"]) == (3, False, 8124)
+    refused = cli("serve", "--workers", "0")
+    assert refused.exit_code != 0 and "--workers" in refused.output

@@ -33,9 +33,17 @@ WorkersOption = Annotated[
         "workers take more events per second than one, as they parse while the other writes.",
     ),
 ]
+AccessLogOption = Annotated[
+    bool,
+    typer.Option(
+        "--access-log/--no-access-log",
+        help="Log a line for every request. Under a burst of webhooks the lines cost the server time it would ingest "
+        "in; a proxy in front can log them instead.",
+    ),
+]
 
 
-def run_server(ctx: typer.Context, host: str, port: int, workers: int = 1) -> None:
+def run_server(ctx: typer.Context, host: str, port: int, workers: int = 1, access_log: bool = True) -> None:
     import uvicorn  # imported here so that every other command starts fast
 
     url = state(ctx).database_url
@@ -45,15 +53,21 @@ def run_server(ctx: typer.Context, host: str, port: int, workers: int = 1) -> No
     # Each worker is its own process that opens the database from the environment; writers of one SQLite file take
     # turns through SQLite's lock, and what must happen once (a case per node, an event per fingerprint) is held by
     # the database's unique keys, not by the process.
-    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, log_level="info", workers=workers)
+    uvicorn.run(
+        APP_FACTORY, factory=True, host=host, port=port, log_level="info", workers=workers, access_log=access_log
+    )
 
 
 def serve(
-    ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = 8000, workers: WorkersOption = 1
+    ctx: typer.Context,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    workers: WorkersOption = 1,
+    access_log: AccessLogOption = True,
 ) -> None:
     """Serve the REST API (OpenAPI at /docs) on the database; it must be migrated first."""
     database(ctx)  # refuse early, with the fix, if the schema is missing or old
-    run_server(ctx, host, port, workers)
+    run_server(ctx, host, port, workers, access_log)
 
 
 SpeedOption = Annotated[
