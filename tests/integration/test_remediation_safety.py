@@ -332,3 +332,39 @@ def test_a_case_the_reaction_opens_is_leased_as_written_so_no_other_process_clai
     later = now + store.LEASE + timedelta(seconds=1)
     with db.transaction() as session:  # a lease that was never released runs out, and the case is taken up
         assert [c.id for c in store.claim_due(session, later, "controller-b", 10)] == [case_id]
+
+
+def test_in_a_storm_the_reaction_leaves_faults_it_would_only_hold_to_the_pass(db: Database, clock: ManualClock) -> None:
+    from gpufleet.adapters.db.models import HealthEvent
+    from gpufleet.services.remediation import SPENT_FOR
+
+    h = harness(db, clock)
+    setting(h, "cluster_budget_fraction", 0.1, cluster=None)
+    setting(h, "cluster_budget_min", 1, cluster=None)
+    trip_breaker(db, OPERATOR, "west-fleet", "fabric maintenance tonight")
+    use_registry(h.registry)
+
+    def unprocessed(ids: list[int | None]) -> bool:
+        with db.reader() as session:
+            rows = session.execute(select(HealthEvent.processed_at).where(HealthEvent.id.in_(ids))).scalars().all()
+        return all(at is None for at in rows)
+
+    try:
+        react_now(db, [i for i in h.report("E1", "xid:79") if i is not None])
+        assert h.node_state("E1") == "diagnosing"  # the budget allows one node at once
+        react_now(db, [i for i in h.report("E2", "xid:79") if i is not None])
+        assert h.case("E2").held == "budget"  # found spent here, and remembered
+        spent = h.report("E3", "xid:79")
+        react_now(db, [i for i in spent if i is not None])
+        assert h.cases("E3") == [] and unprocessed(spent)
+        tripped = h.report("W1", "xid:79")
+        react_now(db, [i for i in tripped if i is not None])
+        assert h.cases("W1") == [] and unprocessed(tripped)
+        h.run()  # the pass opens what the reaction left, held as it would have been
+        assert (h.case("E3").held, h.case("W1").held) == ("budget", "breaker")
+        assert h.node_state("E3") == h.node_state("W1") == "in_service"
+        clock.advance(SPENT_FOR + timedelta(seconds=1))
+        react_now(db, [i for i in h.report("E4", "xid:79") if i is not None])
+        assert h.case("E4").held == "budget"  # looked at again once the memory of the spent budget ran out
+    finally:
+        use_registry(None)

@@ -26,6 +26,8 @@ class BudgetCheck:
     active: int
     limit: int
     size: int
+    whole_cluster: bool = False
+    """The cluster's own budget refused: no node of the cluster may be taken out, whatever its NVLink domain."""
 
     @property
     def reason(self) -> str:
@@ -47,7 +49,7 @@ def check_budgets(
     """Whether one more node may be taken out; the first budget that refuses is named."""
     limit = budget_limit(settings.cluster_budget_fraction, settings.cluster_budget_min, cluster_size)
     if cluster_active + 1 > limit:
-        return BudgetCheck(False, f"cluster {cluster}", cluster_active, limit, cluster_size)
+        return BudgetCheck(False, f"cluster {cluster}", cluster_active, limit, cluster_size, whole_cluster=True)
     if domain is not None and domain_size > 0:
         dlimit = budget_limit(settings.nvlink_budget_fraction, settings.nvlink_budget_min, domain_size)
         if domain_active + 1 > dlimit:

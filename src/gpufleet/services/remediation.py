@@ -41,6 +41,9 @@ INTAKE_BATCH = 2000
 MAX_INTAKE_BATCHES = 100
 DRY_RUN_QUIET = timedelta(hours=1)
 MIN_WAIT = timedelta(seconds=1)
+SPENT_FOR = timedelta(seconds=10)
+"""How long a cluster whose own budget was found spent is taken as still spent: the controller's interval, so a fault
+the reaction leaves waits no longer than it would for its hold to be looked at again."""
 
 
 class Observer(Protocol):
@@ -209,6 +212,9 @@ class Engine:
         self._book: tuple[PolicyBook, datetime] | None = None
         self.breakers: dict[int, str] = {}
         """Open breakers by cluster, read with the overrides (a reset elsewhere shows within ``policy_ttl``)."""
+        self.spent: dict[int, datetime] = {}
+        """Clusters whose own blast-radius budget this process last found spent, until when it takes their new
+        faults as spent too (``SPENT_FOR``)."""
         self.clusters = ClusterBook(registry)
         self.intake = Intake(actor, correlation_prefix)
         from gpufleet.services.remediation_repair import REPAIR_HANDLERS
@@ -277,6 +283,14 @@ class Engine:
         report.next_due = store.next_due(work.session())
         return report
 
+    def held_clusters(self, now: datetime) -> set[int]:
+        """Clusters where a new fault would only be held now: the breaker is open, or the cluster's own budget was
+        found spent within ``SPENT_FOR``. The reaction leaves their new faults to the next pass, which opens the held
+        cases; in a storm it is these that would otherwise make every ingest wait (see ``Intake.triage``)."""
+        for cluster_id in [c for c, until in self.spent.items() if until <= now]:
+            del self.spent[cluster_id]
+        return set(self.breakers) | set(self.spent)
+
     def policies(self, session: Session, now: datetime) -> PolicyBook:
         """The overrides in force, re-read at most every ``policy_ttl`` (an override takes effect within it)."""
         if self._book is None or not self._book[1] <= now < self._book[1] + self.policy_ttl:
@@ -337,6 +351,8 @@ def _detected(s: Step) -> bool:
             s.record("hold", f"held: the circuit breaker is open ({reason})")
         return s.wait(s.now + s.poll, held="breaker")
     check = budget(s.session, s.engine.clusters, s.policy, c.cluster_id, c.nvlink_domain_id, s.now)
+    if check.whole_cluster:
+        s.engine.spent[c.cluster_id] = s.now + SPENT_FOR
     if not check.allowed:
         if c.held != "budget":
             s.record("hold", f"held by the blast-radius budget: {check.reason}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -263,7 +264,13 @@ class Intake:
         self.prefix = correlation_prefix
 
     def triage(
-        self, session: Session, now: datetime, book: PolicyBook, ids: list[int], facts: dict[int, Any] | None = None
+        self,
+        session: Session,
+        now: datetime,
+        book: PolicyBook,
+        ids: list[int],
+        facts: dict[int, Any] | None = None,
+        held_clusters: Collection[int] = (),
     ) -> list[int]:
         """Which of these new events need a decision now, read without writing: those that may open a case, those that
         change an open case (a stronger action, hardware after all, or a case held or in a dry run, which new
@@ -273,6 +280,10 @@ class Intake:
 
         ``facts`` are the events as the ingest stored them (ids without facts were stored processed); without them the
         events are read. An event processed meanwhile by another process may still be named: the intake skips it.
+
+        A fault that would open a case in one of ``held_clusters`` (a breaker open, the cluster's budget spent) would
+        only be held: it is left to the pass too. In a storm those are nearly all of them, and each case opened and
+        held here would make the ingest that carried it wait.
         """
         if not book.uniform:
             return list(ids)
@@ -294,6 +305,7 @@ class Intake:
             by_node[e.node_id].append(e)
         cases = store.open_case_facts(session, list(by_node))
         keep = set()
+        opening = []
         for node_id, items in by_node.items():
             case = cases.get(node_id)
             if any(e.code == REBOOTED for e in items):
@@ -302,7 +314,11 @@ class Intake:
                 if _evidence(policy, case, items).changes:
                     keep.add(node_id)
             elif _verdict(policy, [e for e in items if e.observed_at >= horizon]).actionable:
-                keep.add(node_id)
+                opening.append(node_id)
+        if opening and held_clusters:
+            clusters = store.node_clusters(session, opening)
+            opening = [n for n in opening if clusters.get(n) not in held_clusters]
+        keep.update(opening)
         return [e.id for e in rows if e.node_id in keep]
 
     def process(

@@ -54,7 +54,8 @@ def react_now(db: Database, ids: Sequence[int]) -> PassReport | None:
         chunk = list(ids[start : start + CHUNK])
         with db.reader() as session:
             now = db.clock.now()
-            wanted = engine.intake.triage(session, now, engine.policies(session, now), chunk, facts)
+            book = engine.policies(session, now)
+            wanted = engine.intake.triage(session, now, book, chunk, facts, engine.held_clusters(now))
         if wanted:
             with DbWork(db) as work:
                 report = engine.react(work, wanted)
