@@ -216,7 +216,7 @@ class Engine:
         """Clusters whose own blast-radius budget this process last found spent, until when it takes their new
         faults as spent too (``SPENT_FOR``)."""
         self.clusters = ClusterBook(registry)
-        self.intake = Intake(actor, correlation_prefix)
+        self.intake = Intake(actor, correlation_prefix, self.clusters)
         from gpufleet.services.remediation_repair import REPAIR_HANDLERS
 
         self.handlers: dict[CaseState, Handler] = {

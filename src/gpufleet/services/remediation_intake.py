@@ -40,6 +40,7 @@ from gpufleet.services.errors import InvalidInput
 from gpufleet.services.health_ingest import EventFacts
 from gpufleet.services.remediation_policy import PolicyBook
 from gpufleet.services.remediation_reboots import reboot_observed
+from gpufleet.services.remediation_runtime import ClusterBook
 from gpufleet.services.remediation_safety import note_case_opened
 
 EVENTS = cast(Table, HealthEvent.__table__)
@@ -259,9 +260,10 @@ def _evidence(policy: XidPolicy, case: Any, events: list[Any]) -> _Evidence:
 
 
 class Intake:
-    def __init__(self, actor: str, correlation_prefix: str) -> None:
+    def __init__(self, actor: str, correlation_prefix: str, clusters: ClusterBook) -> None:
         self.actor = actor
         self.prefix = correlation_prefix
+        self.clusters = clusters
 
     def triage(
         self,
@@ -487,7 +489,7 @@ class Intake:
                 "events": [e.id for e in events],
             },
         )
-        tripped = note_case_opened(session, node.cluster_id, policy, now, self.actor)
+        tripped = note_case_opened(session, self.clusters, node.cluster_id, policy, now, self.actor)
         if tripped is not None:
             result.tripped[node.cluster_id] = tripped
         return case

@@ -118,6 +118,7 @@ class ClusterBook:
     registry: DriverRegistry
     clusters: dict[int, ClusterFacts] = field(default_factory=dict)
     domains: dict[int, tuple[str, int, datetime]] = field(default_factory=dict)
+    totals: dict[int, tuple[int, datetime]] = field(default_factory=dict)
 
     def cluster(self, session: Session, cluster_id: int) -> ClusterFacts:
         facts = self.clusters.get(cluster_id)
@@ -148,6 +149,16 @@ class ClusterBook:
             facts.sized_at = now
         return facts.size
 
+    def total(self, session: Session, cluster_id: int, now: datetime) -> int:
+        """Every node of the cluster, whatever its state: the breaker's threshold is a share of it. Counted once per
+        ``SIZE_TTL``: in a storm every case opened asks, and counting a cluster of thousands each time cost more than
+        the rest of opening the case on PostgreSQL."""
+        cached = self.totals.get(cluster_id)
+        if cached is None or now - cached[1] > SIZE_TTL or now < cached[1]:
+            count = session.execute(select(func.count()).select_from(Node).where(Node.cluster_id == cluster_id))
+            cached = self.totals[cluster_id] = (int(count.scalar_one()), now)
+        return cached[0]
+
     def domain(self, session: Session, domain_id: int, now: datetime) -> tuple[str, int]:
         """The domain's name and size. Every domain is sized in one grouped read, since a burst of faults
         touches many domains and a read per domain would scan the node table each time."""
@@ -168,6 +179,7 @@ class ClusterBook:
     def forget(self) -> None:
         self.clusters.clear()
         self.domains.clear()
+        self.totals.clear()
 
     def __iter__(self) -> Iterator[ClusterFacts]:
         return iter(self.clusters.values())

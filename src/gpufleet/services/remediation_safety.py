@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from gpufleet.adapters.db.models import Cluster, Node, RemediationBreaker, RemediationCase
+from gpufleet.adapters.db.models import Cluster, RemediationBreaker, RemediationCase
 from gpufleet.domain.blast_radius import BudgetCheck, breaker_threshold, breaker_trip_reason, check_budgets
 from gpufleet.domain.remediation import CaseState
 from gpufleet.domain.xid_policy import XidPolicy
@@ -44,26 +44,21 @@ def open_breakers(session: Session) -> dict[int, str]:
     return {r.cluster_id: r.reason or "open" for r in rows}
 
 
-_CLUSTER: BindParameter[int] = bindparam("cluster")
-_TRIP_FACTS = select(
-    select(func.count()).select_from(Node).where(Node.cluster_id == _CLUSTER).scalar_subquery(),
-    Cluster.name,
-    select(RemediationBreaker.state).where(RemediationBreaker.cluster_id == _CLUSTER).scalar_subquery(),
-).where(Cluster.id == _CLUSTER)
-"""What deciding to trip needs, in one read: the cluster's size and name, and whether its breaker is open already."""
-
-
-def note_case_opened(session: Session, cluster_id: int, policy: XidPolicy, now: datetime, actor: str) -> str | None:
+def note_case_opened(
+    session: Session, book: ClusterBook, cluster_id: int, policy: XidPolicy, now: datetime, actor: str
+) -> str | None:
     """Trip the breaker if this case made the window's count reach the threshold; returns the reason if it did."""
     settings = policy.settings
     since = now - timedelta(minutes=settings.breaker_window_minutes)
     opened = store.opened_since(session, cluster_id, since)
     if opened < settings.breaker_min:
         return None  # the cheap check first: most openings are nowhere near any threshold
-    facts: Any = store.run(session, _TRIP_FACTS, {"cluster": cluster_id}).one()
-    size, name, state = facts
+    state = session.execute(
+        select(RemediationBreaker.state).where(RemediationBreaker.cluster_id == cluster_id)
+    ).scalar_one_or_none()
     if state == OPEN:
         return None
+    name, size = book.cluster(session, cluster_id).name, book.total(session, cluster_id, now)
     reason = breaker_trip_reason(settings, name, size, opened)
     if reason is None:
         return None
