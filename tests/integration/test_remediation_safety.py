@@ -334,13 +334,18 @@ def test_a_case_the_reaction_opens_is_leased_as_written_so_no_other_process_clai
         assert [c.id for c in store.claim_due(session, later, "controller-b", 10)] == [case_id]
 
 
-def test_in_a_storm_the_reaction_leaves_faults_it_would_only_hold_to_the_pass(db: Database, clock: ManualClock) -> None:
+@pytest.mark.parametrize("per_cluster", [False, True], ids=["one-policy", "overrides-per-cluster"])
+def test_in_a_storm_the_reaction_leaves_faults_it_would_only_hold_to_the_pass(
+    db: Database, clock: ManualClock, per_cluster: bool
+) -> None:
     from gpufleet.adapters.db.models import HealthEvent
     from gpufleet.services.remediation import SPENT_FOR
 
     h = harness(db, clock)
     setting(h, "cluster_budget_fraction", 0.1, cluster=None)
     setting(h, "cluster_budget_min", 1, cluster=None)
+    if per_cluster:  # the policy is then read per node, by the intake
+        setting(h, "breaker_window_minutes", 30, cluster="west-fleet")
     trip_breaker(db, OPERATOR, "west-fleet", "fabric maintenance tonight")
     use_registry(h.registry)
 

@@ -287,10 +287,12 @@ class Intake:
         only be held: it is left to the pass too. In a storm those are nearly all of them, and each case opened and
         held here would make the ingest that carried it wait.
         """
-        if not book.uniform:
+        # With overrides per cluster or pool, which policy judges a node's events is the intake's to work out: only
+        # the held clusters are left out here, and every other event goes on.
+        if not book.uniform and not held_clusters:
             return list(ids)
-        policy = book.get(None)
-        horizon = now - timedelta(minutes=policy.settings.stale_after_minutes)
+        policy = book.get(None) if book.uniform else None
+        horizon = now - timedelta(minutes=policy.settings.stale_after_minutes) if policy is not None else now
         rows: list[Any]
         if facts is not None:
             rows = [facts[i] for i in ids if i in facts]
@@ -313,9 +315,9 @@ class Intake:
             if any(e.code == REBOOTED for e in items):
                 keep.add(node_id)
             elif case is not None:
-                if _evidence(policy, case, items).changes:
+                if policy is None or _evidence(policy, case, items).changes:
                     keep.add(node_id)
-            elif _verdict(policy, [e for e in items if e.observed_at >= horizon]).actionable:
+            elif policy is None or _verdict(policy, [e for e in items if e.observed_at >= horizon]).actionable:
                 opening.append(node_id)
         if opening and held_clusters:
             clusters = store.node_clusters(session, opening)
