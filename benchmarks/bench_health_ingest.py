@@ -57,7 +57,7 @@ TARGET_RATE = 5_000
 QUARANTINE_SAMPLES = 200
 
 
-def _teach_pci(db: Database) -> None:
+def teach_pci(db: Database) -> None:
     """What nvidia-smi readings would have taught: each GPU's PCI address, so Xid lines resolve to a GPU."""
     with db.transaction() as session:
         rows = [
@@ -266,7 +266,7 @@ def throughput(db: Database, base: datetime, workers: int) -> list[dict[str, Any
     return results
 
 
-def _reaction_registered() -> list[str]:
+def register_reactions() -> list[str]:
     """Import every services.remediation* module (they register on import) and name the reactions registered."""
     import gpufleet.services as services
 
@@ -337,7 +337,7 @@ def _replica(
 ) -> tuple[dict[str, str], float]:
     """One ingesting process of several, as server workers or replicas run: its own engine and reaction."""
     db = open_database(url)
-    _reaction_registered()
+    register_reactions()
     settle_process()  # as the server does once it has started
     try:
         arrivals, _, finished = send_share(db, datetime.fromisoformat(base), started, share, shares, senders)
@@ -430,9 +430,9 @@ def main() -> None:
         raise SystemExit("--processes must be 1 or more")
     with scratch_database(args.db) as db:
         fleet = populate(db)
-        _teach_pci(db)
+        teach_pci(db)
         base = datetime.now(UTC) - timedelta(hours=1)
-        reactions = _reaction_registered()
+        reactions = register_reactions()
         settle_process()  # as the server does once it has started
         saved = list(health_ingest._callbacks)
         health_ingest._callbacks.clear()  # throughput of ingest itself first

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from _db import backend_arg, scratch_database
 from _fleet import populate
-from bench_health_ingest import ACTOR, _reaction_registered, _teach_pci, alert_payloads
+from bench_health_ingest import ACTOR, alert_payloads, register_reactions, teach_pci
 from gpufleet.adapters.db.models import HealthEvent, RemediationCase
 from gpufleet.api.runtime import settle_process
 from gpufleet.services.health_ingest import ingest
@@ -40,8 +40,8 @@ def main() -> None:
     args = backend_arg(__doc__ or "")
     with scratch_database(args.db) as db:
         fleet = populate(db)
-        _teach_pci(db)
-        reactions = _reaction_registered()
+        teach_pci(db)
+        reactions = register_reactions()
         settle_process()
         payloads = alert_payloads(EVENTS, datetime.now(UTC) - timedelta(minutes=30), seed=11)
         marks = []

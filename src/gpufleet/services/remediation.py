@@ -287,9 +287,7 @@ class Engine:
         """Clusters where a new fault would only be held now: the breaker is open, or the cluster's own budget was
         found spent within ``SPENT_FOR``. The reaction leaves their new faults to the next pass, which opens the held
         cases; in a storm it is these that would otherwise make every ingest wait (see ``Intake.triage``)."""
-        for cluster_id in [c for c, until in self.spent.items() if until <= now]:
-            del self.spent[cluster_id]
-        return set(self.breakers) | set(self.spent)
+        return set(self.breakers) | {c for c, until in self.spent.items() if now < until}
 
     def policies(self, session: Session, now: datetime) -> PolicyBook:
         """The overrides in force, re-read at most every ``policy_ttl`` (an override takes effect within it)."""

@@ -320,8 +320,8 @@ class Intake:
             elif policy is None or _verdict(policy, [e for e in items if e.observed_at >= horizon]).actionable:
                 opening.append(node_id)
         if opening and held_clusters:
-            clusters = store.node_clusters(session, opening)
-            opening = [n for n in opening if clusters.get(n) not in held_clusters]
+            nodes = _nodes(session, opening)
+            opening = [n for n in opening if n in nodes and nodes[n].cluster_id not in held_clusters]
         keep.update(opening)
         return [e.id for e in rows if e.node_id in keep]
 

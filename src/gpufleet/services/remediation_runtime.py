@@ -104,6 +104,9 @@ class ClusterFacts:
     name: str
     target: ClusterTarget
     size: int = 0
+    """Nodes the budgets count: every state but decommissioning and decommissioned."""
+    total: int = 0
+    """Every node, whatever its state: the breaker's threshold is a share of it."""
     sized_at: datetime | None = None
 
 
@@ -118,7 +121,6 @@ class ClusterBook:
     registry: DriverRegistry
     clusters: dict[int, ClusterFacts] = field(default_factory=dict)
     domains: dict[int, tuple[str, int, datetime]] = field(default_factory=dict)
-    totals: dict[int, tuple[int, datetime]] = field(default_factory=dict)
 
     def cluster(self, session: Session, cluster_id: int) -> ClusterFacts:
         facts = self.clusters.get(cluster_id)
@@ -137,27 +139,22 @@ class ClusterBook:
         return self.registry.create(self.cluster(session, cluster_id).target)
 
     def size(self, session: Session, cluster_id: int, now: datetime) -> int:
-        facts = self.cluster(session, cluster_id)
-        if facts.sized_at is None or now - facts.sized_at > SIZE_TTL or now < facts.sized_at:
-            facts.size = int(
-                session.execute(
-                    select(func.count())
-                    .select_from(Node)
-                    .where(Node.cluster_id == cluster_id, Node.state.in_(COUNTED_STATES))
-                ).scalar_one()
-            )
-            facts.sized_at = now
-        return facts.size
+        return self._sized(session, cluster_id, now).size
 
     def total(self, session: Session, cluster_id: int, now: datetime) -> int:
-        """Every node of the cluster, whatever its state: the breaker's threshold is a share of it. Counted once per
-        ``SIZE_TTL``: in a storm every case opened asks, and counting a cluster of thousands each time cost more than
-        the rest of opening the case on PostgreSQL."""
-        cached = self.totals.get(cluster_id)
-        if cached is None or now - cached[1] > SIZE_TTL or now < cached[1]:
-            count = session.execute(select(func.count()).select_from(Node).where(Node.cluster_id == cluster_id))
-            cached = self.totals[cluster_id] = (int(count.scalar_one()), now)
-        return cached[0]
+        return self._sized(session, cluster_id, now).total
+
+    def _sized(self, session: Session, cluster_id: int, now: datetime) -> ClusterFacts:
+        """Both sizes, counted together once per ``SIZE_TTL``: in a storm every case opened asks for them, and
+        counting a cluster of thousands each time cost more than the rest of opening the case on PostgreSQL."""
+        facts = self.cluster(session, cluster_id)
+        if facts.sized_at is None or now - facts.sized_at > SIZE_TTL or now < facts.sized_at:
+            counted = func.count().filter(Node.state.in_(COUNTED_STATES))
+            size, total = session.execute(
+                select(counted, func.count()).select_from(Node).where(Node.cluster_id == cluster_id)
+            ).one()
+            facts.size, facts.total, facts.sized_at = int(size), int(total), now
+        return facts
 
     def domain(self, session: Session, domain_id: int, now: datetime) -> tuple[str, int]:
         """The domain's name and size. Every domain is sized in one grouped read, since a burst of faults
@@ -179,7 +176,6 @@ class ClusterBook:
     def forget(self) -> None:
         self.clusters.clear()
         self.domains.clear()
-        self.totals.clear()
 
     def __iter__(self) -> Iterator[ClusterFacts]:
         return iter(self.clusters.values())

@@ -173,19 +173,6 @@ def open_case_facts(session: Session, node_ids: list[str]) -> dict[str, CaseFact
     return {r[0]: CaseFacts(r[0], list(r[1] or []), r[2], r[3], bool(r[4]), r[5]) for r in rows}
 
 
-_SQLITE_CLUSTERS = (
-    "SELECT json_group_array(json_array(id, cluster_id)) FROM nodes WHERE id IN (SELECT value FROM json_each(?))"
-)
-_PG_CLUSTERS = "SELECT id, cluster_id FROM nodes WHERE id = ANY(%(nodes)s)"
-
-
-def node_clusters(session: Session, node_ids: list[str]) -> dict[str, int]:
-    """The cluster of each of these nodes."""
-    if not node_ids:
-        return {}
-    return {r[0]: r[1] for r in list_rows(session.connection(), _SQLITE_CLUSTERS, _PG_CLUSTERS, "nodes", node_ids)}
-
-
 def insert_case(session: Session, values: dict[str, Any]) -> CaseRow:
     """One compiled statement with the values as parameters: ``insert().values(...)`` with some forty columns is built
     and compiled anew for every case, which cost more than running it."""
