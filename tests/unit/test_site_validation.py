@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from gpufleet.adapters.drivers.base import DriverError, ValidationSuite
 from gpufleet.adapters.drivers.kubernetes import KubernetesDriver, KubernetesSettings
 from gpufleet.adapters.drivers.slurm import SlurmDriver, SlurmSettings
-
-
-class _Clock:
-    def now(self) -> datetime:
-        return datetime(2026, 1, 1, tzinfo=UTC)
+from gpufleet.services.clock import ManualClock
 
 
 @pytest.mark.parametrize(
     ("driver", "name"),
     [
-        (SlurmDriver("east", SlurmSettings(), _Clock()), "Slurm"),
-        (KubernetesDriver("west", KubernetesSettings(), _Clock()), "Kubernetes"),
+        (SlurmDriver("east", SlurmSettings(), ManualClock()), "Slurm"),
+        (KubernetesDriver("west", KubernetesSettings(), ManualClock()), "Kubernetes"),
     ],
 )
 def test_a_scheduler_driver_points_to_validation_ingest(driver: SlurmDriver | KubernetesDriver, name: str) -> None:
