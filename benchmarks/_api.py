@@ -10,7 +10,7 @@ from typing import Any
 from _db import scratch_database
 from _fleet import ACTOR, FleetShape, populate
 from gpufleet.api.app import create_app
-from gpufleet.services.tokens import create_token
+from gpufleet.fleet.tokens import create_token
 
 
 def percentile(values: list[float], q: float) -> float:

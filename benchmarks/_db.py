@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from gpufleet.services.database import Database, open_database
+from gpufleet.platform.database import Database, open_database
 
 PG_ADMIN = os.environ.get("GPUFLEET_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

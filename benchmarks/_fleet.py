@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database, open_database
-from gpufleet.services.inventory import import_nodes
-from gpufleet.services.reference import FleetDocument, import_fleet
+from gpufleet.fleet.inventory import import_nodes
+from gpufleet.fleet.reference import FleetDocument, import_fleet
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.database import Database, open_database
 
 NODES = 12_500
 GPUS_PER_NODE = 8

@@ -18,7 +18,6 @@ import argparse
 import importlib
 import json
 import multiprocessing
-import pkgutil
 import random
 import socket
 import statistics
@@ -39,11 +38,11 @@ from _db import backend_arg, scratch_database
 from _fleet import NODES, STATE_CYCLE, populate
 from gpufleet.adapters.db.models import Gpu, Node, NodeEvent, RemediationCase
 from gpufleet.api.runtime import settle_process
-from gpufleet.services import health_ingest
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database, open_database
-from gpufleet.services.health_ingest import ingest
-from gpufleet.services.tokens import create_token
+from gpufleet.fleet.tokens import create_token
+from gpufleet.health import ingest as health_ingest
+from gpufleet.health.ingest import ingest
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.database import Database, open_database
 
 ACTOR = Actor(name="bench", role=Role.OPERATOR)
 EVENTS = 50_000
@@ -267,12 +266,8 @@ def throughput(db: Database, base: datetime, workers: int) -> list[dict[str, Any
 
 
 def register_reactions() -> list[str]:
-    """Import every services.remediation* module (they register on import) and name the reactions registered."""
-    import gpufleet.services as services
-
-    for module in pkgutil.iter_modules(services.__path__):
-        if module.name.startswith("remediation"):
-            importlib.import_module(f"gpufleet.services.{module.name}")
+    """Load the remediation reaction (it registers with ingest on import) and name the reactions registered."""
+    importlib.import_module("gpufleet.remediation.react")
     return [getattr(c, "__qualname__", repr(c)) for c in health_ingest._callbacks]
 
 

@@ -6,9 +6,9 @@ import json
 import time
 
 from _db import backend_arg, scratch_database
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.inventory import import_nodes
-from gpufleet.services.reference import FleetDocument, import_fleet
+from gpufleet.fleet.inventory import import_nodes
+from gpufleet.fleet.reference import FleetDocument, import_fleet
+from gpufleet.platform.context import Actor, Role
 
 NODES = 12_500
 ACTOR = Actor(name="bench", role=Role.ADMIN)

@@ -22,9 +22,9 @@ from _fleet import populate
 from bench_health_ingest import ACTOR, alert_payloads, register_reactions, teach_pci
 from gpufleet.adapters.db.models import HealthEvent, RemediationCase
 from gpufleet.api.runtime import settle_process
-from gpufleet.services.health_ingest import ingest
-from gpufleet.services.remediation_react import engine_for
-from gpufleet.services.remediation_runtime import DbWork
+from gpufleet.health.ingest import ingest
+from gpufleet.remediation.react import engine_for
+from gpufleet.remediation.runtime import DbWork
 
 EVENTS = 20_000
 

@@ -15,11 +15,11 @@ from tests.fixtures.slurm.cluster import NODE_NAMES, start_cluster
 from _db import backend_arg, scratch_database
 from bench_import import ACTOR, FLEET
 from gpufleet.adapters.drivers.slurm import SlurmDriver
-from gpufleet.services.cluster_sync import sync_cluster
-from gpufleet.services.drivers import DriverRegistry, cluster_target, set_cluster_driver
-from gpufleet.services.inventory import import_nodes
-from gpufleet.services.lifecycle import transition
-from gpufleet.services.reference import FleetDocument, import_fleet
+from gpufleet.clusters.drivers import DriverRegistry, cluster_target, set_cluster_driver
+from gpufleet.clusters.sync import sync_cluster
+from gpufleet.fleet.inventory import import_nodes
+from gpufleet.fleet.lifecycle import transition
+from gpufleet.fleet.reference import FleetDocument, import_fleet
 
 ROUNDS = 5
 

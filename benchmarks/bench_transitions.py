@@ -13,9 +13,9 @@ from sqlalchemy import bindparam, select, update
 from _db import backend_arg, scratch_database
 from bench_import import ACTOR, FLEET
 from gpufleet.adapters.db.models import Node, UTCDateTime
-from gpufleet.services.inventory import import_nodes
-from gpufleet.services.lifecycle import transition
-from gpufleet.services.reference import FleetDocument, import_fleet
+from gpufleet.fleet.inventory import import_nodes
+from gpufleet.fleet.lifecycle import transition
+from gpufleet.fleet.reference import FleetDocument, import_fleet
 
 NODES = 2_000
 ROUNDS = 4_000

@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 
 from _db import backend_arg, scratch_database
 from gpufleet.adapters.db.models import Cluster, NodeBan, ValidationAttempt, ValidationResult
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database
-from gpufleet.services.inventory import chassis_id, import_nodes
-from gpufleet.services.reference import FleetDocument, import_fleet
-from gpufleet.services.validation_analytics import reban_report, threshold_report
+from gpufleet.fleet.inventory import chassis_id, import_nodes
+from gpufleet.fleet.reference import FleetDocument, import_fleet
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.database import Database
+from gpufleet.validation.analytics import reban_report, threshold_report
 
 RECORDS = 1_000_000
 NODES = 12_500

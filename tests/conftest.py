@@ -17,8 +17,8 @@ from sqlalchemy import text
 
 from gpufleet.adapters.db.engine import make_engine
 from gpufleet.adapters.db.models import Base
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.database import Database
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.database import Database
 
 PG_ADMIN_URL = os.environ.get("GPUFLEET_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

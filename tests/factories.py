@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database
-from gpufleet.services.reference import FleetDocument, import_fleet
+from gpufleet.fleet.reference import FleetDocument, import_fleet
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.database import Database
 
 ADMIN = Actor(name="test:admin", role=Role.ADMIN)
 OPERATOR = Actor(name="test:operator", role=Role.OPERATOR)

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from gpufleet.api.app import create_app
-from gpufleet.services.database import Database
-from gpufleet.services.inventory import chassis_id, import_nodes
-from gpufleet.services.tokens import create_token
+from gpufleet.fleet.inventory import chassis_id, import_nodes
+from gpufleet.fleet.tokens import create_token
+from gpufleet.platform.database import Database
 from tests.factories import ADMIN, OPERATOR, seed_reference
 
 # 12 nodes: 8 H100 in east-frontier (acme-cloud), 4 GB300 in west-fleet (bolt-hw). SN01, SN02 are tenant-a's,

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gpufleet.cli.main import app
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 
 RUNNER = CliRunner()
 

@@ -11,14 +11,14 @@ from sqlalchemy import select
 from gpufleet.adapters.db.models import Node, RemediationCase, RemediationStep
 from gpufleet.adapters.drivers.base import RepairAction
 from gpufleet.adapters.drivers.simulated import Fault, SimulatedDriver, SimulatedWorld
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database
-from gpufleet.services.drivers import DriverRegistry
-from gpufleet.services.inventory import chassis_id, import_nodes
-from gpufleet.services.remediation import Engine, PassReport
-from gpufleet.services.remediation_intake import record_health_event
-from gpufleet.services.remediation_runtime import DbWork
+from gpufleet.clusters.drivers import DriverRegistry
+from gpufleet.fleet.inventory import chassis_id, import_nodes
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.database import Database
+from gpufleet.remediation.engine import Engine, PassReport
+from gpufleet.remediation.intake import record_health_event
+from gpufleet.remediation.runtime import DbWork
 from tests.factories import OPERATOR, seed_reference
 
 HEADER = "supplier,serial,hostname,sku,cluster,state,gpu_serials,labels\n"

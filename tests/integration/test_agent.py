@@ -20,7 +20,7 @@ from gpufleet.agent.runtime import AgentConfig
 from gpufleet.agent.setup import build_agent
 from gpufleet.api.app import create_app
 from gpufleet.cli.main import app
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 from tests.integration.api_support import Api, make_api, node_id
 from tests.integration.test_agent_collectors import FIXTURES, XID, fake_tool
 
@@ -58,7 +58,7 @@ class Server:
 
 @pytest.fixture
 def fleet(db: Database) -> Iterator[Api]:
-    from gpufleet.services import health_ingest
+    from gpufleet.health import ingest as health_ingest
 
     before = list(health_ingest._callbacks)
     health_ingest._callbacks.clear()

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from gpufleet.adapters.db.models import NodeEvent
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 from tests.integration.api_support import Api, assert_problem, make_api, node_id
 
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from gpufleet.adapters.db.models import NodeEvent, NodeLabel
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.database import Database
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.database import Database
 from tests.integration.api_support import Api, assert_problem, make_api, node_id
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 from tests.integration.api_support import Api, assert_problem, make_api
 
 

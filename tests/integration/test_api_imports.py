@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 from tests.integration.api_support import Api, assert_problem, make_api
 
 GOOD = """supplier,serial,hostname,sku,cluster,rack,gpu_serials

@@ -10,8 +10,8 @@ from urllib.parse import parse_qsl
 import pytest
 from sqlalchemy import event
 
-from gpufleet.services.database import Database
-from gpufleet.services.inventory import import_nodes
+from gpufleet.fleet.inventory import import_nodes
+from gpufleet.platform.database import Database
 from tests.factories import OPERATOR
 from tests.integration.api_support import Api, assert_problem, make_api, node_id
 

@@ -10,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import gpufleet.api.app as app_module
 from gpufleet.api.app import create_app
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.database import Database, open_database
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.database import Database, open_database
 from tests.integration.api_support import Api, make_api
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpufleet.domain.lifecycle import TRANSITIONS, NodeState
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 from tests.integration.api_support import Api, assert_problem, make_api
 
 DOC = {

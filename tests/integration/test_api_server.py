@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 
 from gpufleet.api.app import create_app
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 from tests.integration.api_support import make_api
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpufleet.services.database import Database
-from gpufleet.services.remediation_intake import record_health_event
+from gpufleet.platform.database import Database
+from gpufleet.remediation.intake import record_health_event
 from tests.integration.api_support import Api, assert_problem, make_api, node_id
 
 V1 = "/api/v1"

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gpufleet.services.database import Database
-from gpufleet.services.remediation_intake import record_health_event
+from gpufleet.platform.database import Database
+from gpufleet.remediation.intake import record_health_event
 from tests.integration.cli_support import Cli, one_line_error
 from tests.integration.remediation_support import node_id, seed_remediation_fleet
 

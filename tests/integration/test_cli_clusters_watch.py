@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 from tests.factories import seed_reference
 from tests.integration.cli_support import Cli
 

@@ -13,12 +13,12 @@ from sqlalchemy import func, select
 from gpufleet.adapters.db.models import Allocation, Tenant
 from gpufleet.cli.main import app
 from gpufleet.domain.lifecycle import NodeState
-from gpufleet.services.context import Role
-from gpufleet.services.database import Database
-from gpufleet.services.demo_fleet import demo_inventory, seed_demo_fleet
-from gpufleet.services.node_queries import NodeFilter, iter_nodes
-from gpufleet.services.reference import list_reference
-from gpufleet.services.tokens import authenticate
+from gpufleet.fleet.demo import demo_inventory, seed_demo_fleet
+from gpufleet.fleet.queries import NodeFilter, iter_nodes
+from gpufleet.fleet.reference import list_reference
+from gpufleet.fleet.tokens import authenticate
+from gpufleet.platform.context import Role
+from gpufleet.platform.database import Database
 from tests.factories import ADMIN, seed_reference
 from tests.integration.cli_support import RUNNER, Cli, one_line_error
 

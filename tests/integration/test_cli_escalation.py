@@ -10,12 +10,12 @@ from sqlalchemy import func, select
 
 from gpufleet.adapters.db.engine import make_engine
 from gpufleet.adapters.db.models import NodeEvent
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.database import Database
-from gpufleet.services.errors import Forbidden
-from gpufleet.services.escalation import escalate_overdue, find_stuck
-from gpufleet.services.inventory import chassis_id, import_nodes
-from gpufleet.services.lifecycle import transition
+from gpufleet.fleet.escalation import escalate_overdue, find_stuck
+from gpufleet.fleet.inventory import chassis_id, import_nodes
+from gpufleet.fleet.lifecycle import transition
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.database import Database
+from gpufleet.platform.errors import Forbidden
 from tests.factories import OPERATOR, VIEWER, seed_reference
 from tests.integration.cli_support import Cli
 

@@ -9,10 +9,10 @@ import pytest
 
 from gpufleet.cli.main import app
 from gpufleet.domain.lifecycle import NodeState
-from gpufleet.services.context import Role
-from gpufleet.services.database import Database
-from gpufleet.services.inventory import import_nodes
-from gpufleet.services.tokens import authenticate
+from gpufleet.fleet.inventory import import_nodes
+from gpufleet.fleet.tokens import authenticate
+from gpufleet.platform.context import Role
+from gpufleet.platform.database import Database
 from tests.factories import OPERATOR, seed_reference
 from tests.integration.cli_support import RUNNER, Cli, one_line_error
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.services.database import Database
-from gpufleet.services.reference import list_reference
+from gpufleet.fleet.reference import list_reference
+from gpufleet.platform.database import Database
 from tests.factories import seed_reference
 from tests.integration.cli_support import Cli, one_line_error
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from gpufleet.services.database import Database
-from gpufleet.services.inventory import chassis_id, import_nodes
-from gpufleet.services.node_queries import MAX_PAGE
+from gpufleet.fleet.inventory import chassis_id, import_nodes
+from gpufleet.fleet.queries import MAX_PAGE
+from gpufleet.platform.database import Database
 from tests.factories import OPERATOR, seed_reference
 from tests.integration.cli_support import Cli, one_line_error
 

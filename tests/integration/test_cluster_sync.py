@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select
 
 from gpufleet.adapters.db.models import Cluster, NodeEvent
-from gpufleet.services.cluster_sync import sync_cluster, synced_clusters
-from gpufleet.services.database import Database
-from gpufleet.services.drivers import DriverRegistry, set_cluster_driver
-from gpufleet.services.errors import Forbidden, InvalidInput
-from gpufleet.services.lifecycle import transition
+from gpufleet.clusters.drivers import DriverRegistry, set_cluster_driver
+from gpufleet.clusters.sync import sync_cluster, synced_clusters
+from gpufleet.fleet.lifecycle import transition
+from gpufleet.platform.database import Database
+from gpufleet.platform.errors import Forbidden, InvalidInput
 from tests.factories import ADMIN, OPERATOR, seed_reference
 from tests.fixtures.kubernetes_api import TOKEN, FakeApiServer
 from tests.integration.api_support import make_api

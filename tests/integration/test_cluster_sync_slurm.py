@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import select
 
 from gpufleet.adapters.db.models import Node, NodeEvent
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.cluster_sync import HeldOutside, reboot_in_scheduler, resume_in_scheduler, sync_cluster
-from gpufleet.services.database import Database
-from gpufleet.services.drivers import DriverRegistry, set_cluster_driver
-from gpufleet.services.inventory import import_nodes
-from gpufleet.services.lifecycle import transition
+from gpufleet.clusters.drivers import DriverRegistry, set_cluster_driver
+from gpufleet.clusters.sync import HeldOutside, reboot_in_scheduler, resume_in_scheduler, sync_cluster
+from gpufleet.fleet.inventory import import_nodes
+from gpufleet.fleet.lifecycle import transition
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.database import Database
 from tests.factories import ADMIN, OPERATOR, seed_reference
 from tests.fixtures.slurm import fixtures
 from tests.fixtures.slurm.cluster import SlurmTestCluster

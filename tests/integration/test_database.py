@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.models import Tenant
-from gpufleet.services import database as database_module
-from gpufleet.services.database import Database
+from gpufleet.platform import database as database_module
+from gpufleet.platform.database import Database
 
 
 def test_reads_are_not_blocked_by_an_open_write_transaction(db: Database) -> None:

@@ -8,9 +8,9 @@ from sqlalchemy import update
 from gpufleet.adapters.db.models import Cluster
 from gpufleet.adapters.drivers.base import ClusterDriver
 from gpufleet.adapters.drivers.simulated import SimulatedDriver, SimulatedWorld
-from gpufleet.services.database import Database
-from gpufleet.services.drivers import ClusterTarget, DriverRegistry, driver_for_cluster
-from gpufleet.services.errors import InvalidInput, NotFound
+from gpufleet.clusters.drivers import ClusterTarget, DriverRegistry, driver_for_cluster
+from gpufleet.platform.database import Database
+from gpufleet.platform.errors import InvalidInput, NotFound
 from tests.factories import seed_reference
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 from tests.integration.api_support import Api, assert_problem, make_api, node_id
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "health"
@@ -20,7 +20,7 @@ def fixture(name: str) -> bytes:
 
 @pytest.fixture
 def api(db: Database) -> Iterator[Api]:
-    from gpufleet.services import health_ingest
+    from gpufleet.health import ingest as health_ingest
 
     before = list(health_ingest._callbacks)
     health_ingest._callbacks.clear()  # ingest on its own: remediation's reaction is not under test here
@@ -127,7 +127,7 @@ def test_a_busy_server_answers_503_which_the_agent_retries(
     api: Api, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from gpufleet.agent.uplink import RETRY_STATUSES
-    from gpufleet.services import health_ingest
+    from gpufleet.health import ingest as health_ingest
 
     monkeypatch.setattr(health_ingest, "INGEST_WAIT_S", 0.05)
     turns = db.ingest_turns

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gpufleet.cli.main import app
-from gpufleet.services.database import Database
-from gpufleet.services.inventory import import_nodes
+from gpufleet.fleet.inventory import import_nodes
+from gpufleet.platform.database import Database
 from tests.factories import OPERATOR, seed_reference
 from tests.integration.api_support import NODES_CSV, node_id
 from tests.integration.cli_support import Cli, one_line_error
@@ -21,7 +21,7 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "health"
 
 @pytest.fixture
 def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    from gpufleet.services import health_ingest
+    from gpufleet.health import ingest as health_ingest
 
     seed_reference(db)
     assert import_nodes(db, NODES_CSV, "fleet.csv", OPERATOR).applied

@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import select, update
 
 from gpufleet.adapters.db.models import Gpu, HealthEvent
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database
-from gpufleet.services.errors import Forbidden, InvalidInput
-from gpufleet.services.health_events import EventFilter, list_events, rematch
-from gpufleet.services.health_ingest import ingest, ingest_file, on_ingested, remove_ingested_callback
-from gpufleet.services.inventory import import_nodes
+from gpufleet.fleet.inventory import import_nodes
+from gpufleet.health.events import EventFilter, list_events, rematch
+from gpufleet.health.ingest import ingest, ingest_file, on_ingested, remove_ingested_callback
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.database import Database
+from gpufleet.platform.errors import Forbidden, InvalidInput
 from tests.factories import ADMIN, OPERATOR, VIEWER, seed_reference
 from tests.integration.api_support import NODES_CSV, node_id
 
@@ -238,7 +238,7 @@ def test_unknown_formats_are_refused(fleet: Database) -> None:
 
 
 def test_a_failed_write_leaves_nothing_behind(fleet: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gpufleet.services import health_ingest
+    from gpufleet.health import ingest as health_ingest
 
     def explode(*_args: Any) -> dict[str, int]:
         raise RuntimeError("disk full")
@@ -261,7 +261,7 @@ def test_ingest_file_reads_from_disk(fleet: Database, tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _only_this_tests_callbacks() -> Iterator[None]:
     """Ingest is tested on its own: reactions registered elsewhere (remediation) are set aside, then put back."""
-    from gpufleet.services import health_ingest
+    from gpufleet.health import ingest as health_ingest
 
     before = list(health_ingest._callbacks)
     health_ingest._callbacks.clear()
@@ -270,7 +270,7 @@ def _only_this_tests_callbacks() -> Iterator[None]:
 
 
 def test_a_body_larger_than_one_statement_batch_is_stored_whole_and_once(fleet: Database, clock: ManualClock) -> None:
-    from gpufleet.services.health_ingest import SQLITE_BATCH
+    from gpufleet.health.ingest import SQLITE_BATCH
 
     start = clock.now() - timedelta(hours=1)
     count = SQLITE_BATCH + 500
@@ -293,7 +293,7 @@ def test_a_body_larger_than_one_statement_batch_is_stored_whole_and_once(fleet: 
 
 
 def test_the_reaction_is_handed_what_the_ingest_stored(fleet: Database) -> None:
-    from gpufleet.services.health_ingest import NewEvents
+    from gpufleet.health.ingest import NewEvents
 
     seen: list[Any] = []
     on_ingested(lambda db, ids: seen.append(ids))  # set aside again after the test, like every callback here
@@ -318,8 +318,8 @@ def test_the_reaction_is_handed_what_the_ingest_stored(fleet: Database) -> None:
 def test_an_ingest_that_gets_no_turn_is_refused_as_busy_and_stores_nothing(
     fleet: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gpufleet.services import health_ingest
-    from gpufleet.services.errors import Busy
+    from gpufleet.health import ingest as health_ingest
+    from gpufleet.platform.errors import Busy
 
     monkeypatch.setattr(health_ingest, "INGEST_WAIT_S", 0.05)
     turns = fleet.ingest_turns
@@ -335,7 +335,7 @@ def test_an_ingest_that_gets_no_turn_is_refused_as_busy_and_stores_nothing(
 
 
 def test_ingest_concurrency_comes_from_the_environment_or_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gpufleet.services.database import ingest_concurrency
+    from gpufleet.platform.database import ingest_concurrency
 
     monkeypatch.delenv("GPUFLEET_INGEST_CONCURRENCY", raising=False)
     assert (ingest_concurrency("sqlite"), ingest_concurrency("postgresql")) == (2, 8)
@@ -350,7 +350,7 @@ def test_ingest_concurrency_comes_from_the_environment_or_the_database(monkeypat
 def test_nodes_are_found_by_id_serial_or_hostname_however_many_are_named(
     fleet: Database, monkeypatch: pytest.MonkeyPatch, probe_max: int
 ) -> None:
-    from gpufleet.services import health_match
+    from gpufleet.health import match as health_match
 
     monkeypatch.setattr(health_match, "PROBE_MAX", probe_max)  # PostgreSQL: ids probed one by one, or by the planner
     lines = [
@@ -366,7 +366,7 @@ def test_bulk_times_are_the_text_the_model_writes() -> None:
     """SQLite compares times as text: the bulk insert's own formatting must agree with the model's to the character."""
     from datetime import UTC, datetime, timezone
 
-    from gpufleet.services.health_ingest import _MODEL_TIME, _sqlite_time
+    from gpufleet.health.ingest import _MODEL_TIME, _sqlite_time
 
     for moment in (
         datetime(2026, 12, 2, 4, 3, 19, 123456, tzinfo=UTC),

@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database
-from gpufleet.services.errors import Forbidden, InvalidInput, NotFound
-from gpufleet.services.health_ingest import ingest
-from gpufleet.services.health_requests import (
+from gpufleet.fleet.inventory import import_nodes
+from gpufleet.health.ingest import ingest
+from gpufleet.health.requests import (
     MAX_ATTEMPTS,
     claim_requests,
     get_request,
     list_requests,
     request_diagnostic,
 )
-from gpufleet.services.inventory import import_nodes
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.database import Database
+from gpufleet.platform.errors import Forbidden, InvalidInput, NotFound
 from tests.factories import OPERATOR, VIEWER, seed_reference
 from tests.integration.api_support import NODES_CSV, Api, assert_problem, make_api, node_id
 from tests.integration.cli_support import Cli
@@ -30,7 +30,7 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "health"
 
 @pytest.fixture
 def fleet(db: Database) -> Iterator[Database]:
-    from gpufleet.services import health_ingest
+    from gpufleet.health import ingest as health_ingest
 
     before = list(health_ingest._callbacks)
     health_ingest._callbacks.clear()
@@ -86,7 +86,7 @@ def test_a_report_for_an_unknown_or_foreign_request_stores_nothing(fleet: Databa
         ingest(fleet, body, "dcgm", OPERATOR, "gpu-01", request_id=asked.id)
     with pytest.raises(InvalidInput, match="no agent request 999"):
         ingest(fleet, body, "dcgm", OPERATOR, "gpu-02", request_id=999)
-    from gpufleet.services.health_events import list_events
+    from gpufleet.health.events import list_events
 
     assert list_events(fleet, VIEWER).items == []
 

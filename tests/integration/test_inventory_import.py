@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from gpufleet.adapters.db.models import Allocation, Gpu, Node, NodeEvent, NodeLabel
-from gpufleet.services.database import Database
-from gpufleet.services.inventory import chassis_id, import_nodes
+from gpufleet.fleet.inventory import chassis_id, import_nodes
+from gpufleet.platform.database import Database
 from tests.factories import OPERATOR, seed_reference
 
 CSV = """supplier,serial,hostname,sku,cluster,rack,nvlink_domain,labels,gpu_serials,state,tenant

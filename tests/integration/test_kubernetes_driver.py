@@ -12,7 +12,7 @@ import pytest
 from gpufleet.adapters.drivers.base import MAINTENANCE_TAINT, ClusterDriver, DriverError, UnknownNode
 from gpufleet.adapters.drivers.kubernetes import CORDON_ANNOTATION, KubernetesDriver, KubernetesSettings
 from gpufleet.adapters.drivers.ownership import HeldByOthers
-from gpufleet.services.clock import ManualClock
+from gpufleet.platform.clock import ManualClock
 from tests.fixtures.kubernetes_api import TOKEN, FakeApiServer
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

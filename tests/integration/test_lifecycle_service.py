@@ -10,12 +10,12 @@ from sqlalchemy import select
 
 from gpufleet.adapters.db.models import Node, NodeEvent
 from gpufleet.domain.lifecycle import InvalidTransition
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database
-from gpufleet.services.errors import Forbidden, InvalidInput, NotFound, VersionConflict
-from gpufleet.services.inventory import chassis_id, import_nodes
-from gpufleet.services.lifecycle import apply_transition, transition
+from gpufleet.fleet.inventory import chassis_id, import_nodes
+from gpufleet.fleet.lifecycle import apply_transition, transition
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.database import Database
+from gpufleet.platform.errors import Forbidden, InvalidInput, NotFound, VersionConflict
 from tests.factories import OPERATOR, VIEWER, seed_reference
 
 ROWS = """supplier,serial,hostname,sku,cluster,tenant

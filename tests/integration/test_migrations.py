@@ -8,8 +8,8 @@ from alembic.migration import MigrationContext
 
 from gpufleet.adapters.db import migrate
 from gpufleet.adapters.db.models import Base
-from gpufleet.services.database import Database
-from gpufleet.services.remediation_intake import evidence_query
+from gpufleet.platform.database import Database
+from gpufleet.remediation.intake import evidence_query
 
 
 def test_models_and_migrations_agree(db: Database) -> None:

@@ -14,11 +14,11 @@ from sqlalchemy import func, select
 from gpufleet.adapters.db.models import HealthEvent, NodeEvent, OutboxMessage, Reboot, Ticket, ValidationAttempt
 from gpufleet.adapters.drivers.base import RepairAction, ValidationResult, ValidationState
 from gpufleet.adapters.drivers.simulated import SimulatedDriver
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.database import Database
-from gpufleet.services.remediation_cases import act, supplier_returned
-from gpufleet.services.remediation_figures import remediation_figures
-from gpufleet.services.remediation_intake import node_events
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.database import Database
+from gpufleet.remediation.cases import act, supplier_returned
+from gpufleet.remediation.intake import node_events
+from gpufleet.reports.remediation import remediation_figures
 from tests.factories import ADMIN
 from tests.integration.remediation_support import PEOPLE, Harness, harness, node_id, transitions_of
 

@@ -14,15 +14,15 @@ from sqlalchemy import select
 from gpufleet.adapters.db.models import Node, RemediationCase
 from gpufleet.adapters.drivers.base import RepairAction
 from gpufleet.adapters.drivers.simulated import SimulatedDriver
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.database import Database
-from gpufleet.services.errors import Forbidden, InvalidInput
-from gpufleet.services.health_ingest import ingest
-from gpufleet.services.remediation import Engine
-from gpufleet.services.remediation_policy import revoke_override, set_override, show_policy
-from gpufleet.services.remediation_react import react_now, use_registry
-from gpufleet.services.remediation_runtime import DbWork
-from gpufleet.services.remediation_safety import breakers, reset_breaker, trip_breaker
+from gpufleet.health.ingest import ingest
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.database import Database
+from gpufleet.platform.errors import Forbidden, InvalidInput
+from gpufleet.remediation.engine import Engine
+from gpufleet.remediation.policy import revoke_override, set_override, show_policy
+from gpufleet.remediation.react import react_now, use_registry
+from gpufleet.remediation.runtime import DbWork
+from gpufleet.remediation.safety import breakers, reset_breaker, trip_breaker
 from tests.factories import ADMIN, OPERATOR, VIEWER
 from tests.integration.remediation_support import Harness, harness, node_id
 
@@ -316,7 +316,7 @@ def test_the_reaction_leaves_ignored_noise_to_the_next_pass(db: Database, clock:
 def test_a_case_the_reaction_opens_is_leased_as_written_so_no_other_process_claims_it(
     db: Database, clock: ManualClock
 ) -> None:
-    from gpufleet.services import remediation_store as store
+    from gpufleet.remediation import store
 
     h = harness(db, clock)
     ids = [i for i in h.report("E11", "xid:79") if i is not None]
@@ -339,7 +339,7 @@ def test_in_a_storm_the_reaction_leaves_faults_it_would_only_hold_to_the_pass(
     db: Database, clock: ManualClock, per_cluster: bool
 ) -> None:
     from gpufleet.adapters.db.models import HealthEvent
-    from gpufleet.services.remediation import SPENT_FOR
+    from gpufleet.remediation.engine import SPENT_FOR
 
     h = harness(db, clock)
     setting(h, "cluster_budget_fraction", 0.1, cluster=None)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.database import Database
-from gpufleet.services.lifecycle import apply_transition
-from gpufleet.services.validation_policy import plan_validation
+from gpufleet.fleet.lifecycle import apply_transition
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.database import Database
+from gpufleet.validation.policy import plan_validation
 from tests.factories import OPERATOR, VIEWER
 from tests.integration.remediation_support import node_id, seed_remediation_fleet
 

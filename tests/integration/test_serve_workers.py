@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gpufleet.adapters.db.models import HealthEvent, Node, NodeEvent, RemediationCase
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 from tests.integration.api_support import make_api, node_id
 
 GPUFLEET = Path(sys.executable).with_name("gpufleet")

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from gpufleet.adapters.db.models import Node, NodeEvent
-from gpufleet.services.database import Database
-from gpufleet.services.lifecycle import transition
+from gpufleet.fleet.lifecycle import transition
+from gpufleet.platform.database import Database
 from gpufleet.sim.live import LiveSimulation
 from tests.factories import OPERATOR
 from tests.integration.sim_helpers import small

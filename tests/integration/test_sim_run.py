@@ -19,7 +19,7 @@ from gpufleet.adapters.db.models import Node, NodeEvent, Reboot, RemediationCase
 from gpufleet.domain.lifecycle import TRANSITIONS
 from gpufleet.domain.remediation import MTTR_GROUPS
 from gpufleet.domain.xid_policy import Kind
-from gpufleet.services.database import Database, open_database
+from gpufleet.platform.database import Database, open_database
 from gpufleet.sim.engine import Simulation, SimulationError
 from tests.conftest import drop_pg_database, new_pg_database, pg_available
 from tests.integration.sim_helpers import small

@@ -9,7 +9,7 @@ import pytest
 from gpufleet.adapters.drivers.base import MAINTENANCE_TAINT, ClusterDriver, DriverError, UnknownNode
 from gpufleet.adapters.drivers.ownership import HeldByOthers
 from gpufleet.adapters.drivers.slurm import SlurmDriver, SlurmSettings, node_reservation
-from gpufleet.services.clock import SystemClock
+from gpufleet.platform.clock import SystemClock
 from tests.fixtures.slurm import fixtures
 from tests.fixtures.slurm.cluster import SlurmTestCluster
 

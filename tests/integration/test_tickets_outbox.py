@@ -16,13 +16,13 @@ from sqlalchemy import select
 
 from gpufleet.adapters.db.models import OutboxMessage
 from gpufleet.adapters.drivers.base import RepairAction
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.database import Database
-from gpufleet.services.errors import Forbidden, InvalidInput
-from gpufleet.services.lifecycle import apply_transition
-from gpufleet.services.remediation_cases import act
-from gpufleet.services.remediation_outbox import deliver_due, outbox_summary, set_channel
-from gpufleet.services.tickets import list_tickets, set_ticket_status
+from gpufleet.fleet.lifecycle import apply_transition
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.database import Database
+from gpufleet.platform.errors import Forbidden, InvalidInput
+from gpufleet.remediation.cases import act
+from gpufleet.remediation.outbox import deliver_due, outbox_summary, set_channel
+from gpufleet.remediation.tickets import list_tickets, set_ticket_status
 from tests.factories import OPERATOR, VIEWER
 from tests.integration.remediation_support import Harness, harness, node_id
 

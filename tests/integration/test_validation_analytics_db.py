@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database
-from gpufleet.services.errors import Forbidden, InvalidInput, NotFound
-from gpufleet.services.validation_analytics import Scope, reban_report, threshold_report, validation_figures
-from gpufleet.services.validation_bans import ban_node
-from gpufleet.services.validation_ingest import ingest_records
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.database import Database
+from gpufleet.platform.errors import Forbidden, InvalidInput, NotFound
+from gpufleet.validation.analytics import Scope, reban_report, threshold_report, validation_figures
+from gpufleet.validation.bans import ban_node
+from gpufleet.validation.ingest import ingest_records
 from tests.factories import OPERATOR, VIEWER
 from tests.integration.validation_support import HISTORY_START, attempt_records, record, seed_fleet
 

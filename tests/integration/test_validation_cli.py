@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 from tests.integration.cli_support import Cli, one_line_error
 from tests.integration.test_validation_analytics_db import build_history
 from tests.integration.validation_support import attempt_records, jsonl, record, seed_fleet

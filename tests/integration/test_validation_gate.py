@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import pytest
 
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.database import Database
-from gpufleet.services.errors import InvalidTransition
-from gpufleet.services.lifecycle import transition
-from gpufleet.services.validation_bans import ban_node
-from gpufleet.services.validation_ingest import ingest_records
-from gpufleet.services.validation_policy import plan_validation, set_policy
+from gpufleet.fleet.lifecycle import transition
+from gpufleet.platform.clock import ManualClock
+from gpufleet.platform.database import Database
+from gpufleet.platform.errors import InvalidTransition
+from gpufleet.validation.bans import ban_node
+from gpufleet.validation.ingest import ingest_records
+from gpufleet.validation.policy import plan_validation, set_policy
 from tests.factories import OPERATOR, VIEWER
 from tests.integration.validation_support import attempt_records, seed_fleet
 

@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import func, select
 
 from gpufleet.adapters.db.models import ValidationAttempt, ValidationResult
-from gpufleet.services.database import Database
-from gpufleet.services.errors import Forbidden
-from gpufleet.services.validation_analytics import threshold_report
-from gpufleet.services.validation_ingest import ingest_records, ingest_results
+from gpufleet.platform.database import Database
+from gpufleet.platform.errors import Forbidden
+from gpufleet.validation.analytics import threshold_report
+from gpufleet.validation.ingest import ingest_records, ingest_results
 from tests.factories import OPERATOR, VIEWER
 from tests.integration.validation_support import attempt_records, jsonl, node_id, record, seed_fleet
 

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import func, select
 
 from gpufleet.adapters.db.models import NodeBan, NodeEvent, ValidationAttempt
-from gpufleet.services.database import Database
-from gpufleet.services.validation_analytics import reban_report, validation_figures
+from gpufleet.platform.database import Database
 from gpufleet.sim.engine import Simulation
+from gpufleet.validation.analytics import reban_report, validation_figures
 from tests.factories import VIEWER
 from tests.integration.sim_helpers import small
 

@@ -6,8 +6,8 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from gpufleet.services.database import Database
-from gpufleet.services.inventory import chassis_id, import_nodes
+from gpufleet.fleet.inventory import chassis_id, import_nodes
+from gpufleet.platform.database import Database
 from tests.conftest import START
 from tests.factories import OPERATOR, seed_reference
 

@@ -16,7 +16,7 @@ from gpufleet.adapters.drivers.base import (
     ValidationSuite,
 )
 from gpufleet.adapters.drivers.simulated import Fault, SimulatedDriver, SimulatedWorld, Workload
-from gpufleet.services.clock import ManualClock
+from gpufleet.platform.clock import ManualClock
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 BUSY = Workload(utilization=1.0, job_hours=10.0, job_nodes=4, teardown_minutes=10.0)

@@ -21,7 +21,7 @@ from gpufleet.domain.remediation import (
     percentile,
 )
 from gpufleet.domain.xid_policy import Action, Kind, Settings
-from gpufleet.services.remediation_policy import base_policy
+from gpufleet.remediation.policy import base_policy
 
 POLICY = base_policy()
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from gpufleet.adapters.drivers.base import RepairAction, ValidationState, ValidationSuite
 from gpufleet.adapters.drivers.simulated import Fault, SimulatedDriver, SimulatedWorld
-from gpufleet.services.clock import ManualClock
-from gpufleet.services.remediation_runtime import Reimages, ResetsGpus, RestartsWorkload
+from gpufleet.platform.clock import ManualClock
+from gpufleet.remediation.runtime import Reimages, ResetsGpus, RestartsWorkload
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 DIAG = ValidationSuite("diag", ("dcgm_r1",), 1, 1.0)

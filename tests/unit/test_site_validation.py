@@ -7,7 +7,7 @@ import pytest
 from gpufleet.adapters.drivers.base import DriverError, ValidationSuite
 from gpufleet.adapters.drivers.kubernetes import KubernetesDriver, KubernetesSettings
 from gpufleet.adapters.drivers.slurm import SlurmDriver, SlurmSettings
-from gpufleet.services.clock import ManualClock
+from gpufleet.platform.clock import ManualClock
 
 
 @pytest.mark.parametrize(

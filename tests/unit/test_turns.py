@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gpufleet.services.turns import FairTurns
+from gpufleet.platform.turns import FairTurns
 
 
 def test_a_released_turn_goes_to_the_oldest_waiter_not_to_whoever_asks_next() -> None:

@@ -20,7 +20,7 @@ from gpufleet.domain.xid_policy import (
     read_policy,
     repeat_escalation,
 )
-from gpufleet.services.remediation_policy import base_policy, policy_document
+from gpufleet.remediation.policy import base_policy, policy_document
 
 POLICY = base_policy()
 

@@ -38,7 +38,7 @@ from gpufleet.api.routes import (
     validation,
 )
 from gpufleet.api.runtime import settle_process
-from gpufleet.services.database import Database, open_database
+from gpufleet.platform.database import Database, open_database
 
 API_PREFIX = "/api/v1"
 UPLOAD_PATHS = frozenset({f"{API_PREFIX}/imports/nodes", f"{API_PREFIX}{validation.RESULTS_PATH}"}) | (

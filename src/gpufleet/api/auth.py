@@ -17,9 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from gpufleet.api.deps import get_db
 from gpufleet.api.middleware import CORRELATION_KEY
 from gpufleet.api.problems import Problem
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database
-from gpufleet.services.tokens import authenticate
+from gpufleet.fleet.tokens import authenticate
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.database import Database
 
 bearer = HTTPBearer(
     auto_error=False,

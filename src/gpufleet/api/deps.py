@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from gpufleet.api.problems import Problem
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$|^(\d{1,18})$')
 

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpufleet.api.problems import PROBLEM_JSON, TYPE_PREFIX
-from gpufleet.services.context import new_correlation_id
+from gpufleet.platform.context import new_correlation_id
 
 CORRELATION_HEADER = "x-correlation-id"
 CORRELATION_KEY = "gpufleet.correlation_id"

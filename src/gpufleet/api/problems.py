@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpufleet.api.responses import JSONResponse
-from gpufleet.services.errors import InvalidInput, InvalidTransition, ServiceError, VersionConflict
+from gpufleet.platform.errors import InvalidInput, InvalidTransition, ServiceError, VersionConflict
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:gpufleet:problem:"

@@ -8,7 +8,7 @@ import typer
 
 from gpufleet.cli.output import Output, OutputOption, duration, emit_json, say, show, table, when
 from gpufleet.cli.state import actor, database
-from gpufleet.services.remediation_cases import HUMAN_ACTIONS, act_on_case, list_cases, return_from_supplier, show_case
+from gpufleet.remediation.cases import HUMAN_ACTIONS, act_on_case, list_cases, return_from_supplier, show_case
 
 app = typer.Typer(help="Remediation cases: list, show, and act on them with a reason.", no_args_is_help=True)
 

@@ -10,10 +10,10 @@ import typer
 
 from gpufleet.cli.output import EXIT_FAILED, Output, OutputOption, emit_json, say, show, table
 from gpufleet.cli.state import actor, database
+from gpufleet.clusters.drivers import set_cluster_driver
+from gpufleet.clusters.sync import check_cluster, reboot_in_scheduler, resume_in_scheduler, sync_cluster
 from gpufleet.controllers import cluster_sync as cluster_sync_controller
-from gpufleet.services.cluster_sync import check_cluster, reboot_in_scheduler, resume_in_scheduler, sync_cluster
-from gpufleet.services.drivers import set_cluster_driver
-from gpufleet.services.errors import InvalidInput
+from gpufleet.platform.errors import InvalidInput
 
 app = typer.Typer(help="Cluster drivers (simulated, slurm, kubernetes): set, check and sync.", no_args_is_help=True)
 

@@ -12,10 +12,10 @@ import typer
 
 from gpufleet.cli.output import EXIT_BAD_INPUT, Output, OutputOption, capped_note, emit_json, say, show, table
 from gpufleet.cli.state import actor, database
-from gpufleet.services.errors import InvalidInput
-from gpufleet.services.health_events import EventFilter, list_events, rematch
-from gpufleet.services.health_ingest import MAX_BYTES, HealthIngestReport, ingest, ingest_file
-from gpufleet.services.health_requests import list_requests, request_diagnostic
+from gpufleet.health.events import EventFilter, list_events, rematch
+from gpufleet.health.ingest import MAX_BYTES, HealthIngestReport, ingest, ingest_file
+from gpufleet.health.requests import list_requests, request_diagnostic
+from gpufleet.platform.errors import InvalidInput
 
 app = typer.Typer(
     help="Health telemetry: Xid lines, nvidia-smi, DCGM, Alertmanager and JSON events, and the unmatched list.",

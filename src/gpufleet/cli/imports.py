@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from gpufleet.cli.output import EXIT_FAILED, Output, OutputOption, capped_note, console, emit_json, say, show, table
 from gpufleet.cli.state import actor, database
-from gpufleet.services.inventory import ImportReport, import_nodes_file
-from gpufleet.services.reference import import_fleet, load_fleet_file
+from gpufleet.fleet.inventory import ImportReport, import_nodes_file
+from gpufleet.fleet.reference import import_fleet, load_fleet_file
 
 app = typer.Typer(help="Import reference data and supplier inventories.", no_args_is_help=True)
 

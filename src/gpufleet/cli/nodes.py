@@ -9,9 +9,9 @@ from rich.text import Text
 
 from gpufleet.cli.output import Output, OutputOption, capped_note, duration, emit_json, say, show, table, when
 from gpufleet.cli.state import actor, database
-from gpufleet.services.escalation import escalate_overdue, find_stuck
-from gpufleet.services.lifecycle import transition as apply_event
-from gpufleet.services.node_queries import MAX_PAGE, NodeFilter, iter_nodes, list_nodes, node_detail, parse_fields
+from gpufleet.fleet.escalation import escalate_overdue, find_stuck
+from gpufleet.fleet.lifecycle import transition as apply_event
+from gpufleet.fleet.queries import MAX_PAGE, NodeFilter, iter_nodes, list_nodes, node_detail, parse_fields
 
 app = typer.Typer(help="List, inspect and move nodes through their lifecycle.", no_args_is_help=True)
 

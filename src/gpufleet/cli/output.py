@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from gpufleet.services.errors import InvalidInput, InvalidTransition, ServiceError
+from gpufleet.platform.errors import InvalidInput, InvalidTransition, ServiceError
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2

@@ -10,8 +10,8 @@ import typer
 
 from gpufleet.cli.output import Output, OutputOption, emit_json, say, show, table, when
 from gpufleet.cli.state import actor, database
-from gpufleet.services.errors import InvalidInput
-from gpufleet.services.remediation_policy import list_overrides, revoke_override, set_override, show_policy
+from gpufleet.platform.errors import InvalidInput
+from gpufleet.remediation.policy import list_overrides, revoke_override, set_override, show_policy
 
 app = typer.Typer(help="The health policy in force and its overrides per cluster or pool.", no_args_is_help=True)
 

@@ -12,15 +12,15 @@ from typing import Annotated, Any
 
 import typer
 
-import gpufleet.services.remediation_react  # noqa: F401 - registers the reaction to ingested events
+import gpufleet.remediation.react  # noqa: F401 - registers the reaction to ingested events
 from gpufleet.cli.output import Output, OutputOption, emit_json, say, show, table, when
 from gpufleet.cli.state import actor, database
-from gpufleet.services.remediation_figures import remediation_figures
-from gpufleet.services.remediation_outbox import deliver_due, list_channels, outbox_summary, set_channel
-from gpufleet.services.remediation_policy import set_override
-from gpufleet.services.remediation_reboots import list_reboots
-from gpufleet.services.remediation_safety import breakers, reset_breaker, trip_breaker
-from gpufleet.services.tickets import list_tickets, set_ticket_status
+from gpufleet.remediation.outbox import deliver_due, list_channels, outbox_summary, set_channel
+from gpufleet.remediation.policy import set_override
+from gpufleet.remediation.reboots import list_reboots
+from gpufleet.remediation.safety import breakers, reset_breaker, trip_breaker
+from gpufleet.remediation.tickets import list_tickets, set_ticket_status
+from gpufleet.reports.remediation import remediation_figures
 
 app = typer.Typer(
     help="The remediation controller and its safety, figures, tickets and notifications.", no_args_is_help=True

@@ -14,8 +14,8 @@ import typer
 from gpufleet.cli.output import show, table
 from gpufleet.cli.simulate import start_live_demo
 from gpufleet.cli.state import actor, database, state
-from gpufleet.services.demo_fleet import seed_demo_fleet
-from gpufleet.services.tokens import create_token
+from gpufleet.fleet.demo import seed_demo_fleet
+from gpufleet.fleet.tokens import create_token
 
 APP_FACTORY = "gpufleet.api.app:create_app"
 DATABASE_ENV = "GPUFLEET_DATABASE_URL"

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gpufleet.cli.output import EXIT_BAD_INPUT, CliError, console, table
 from gpufleet.cli.state import state
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 from gpufleet.sim import LiveSimulation, ScenarioError, SimulationError, load_scenario, shipped_scenarios, write_html
 from gpufleet.sim import simulate as run_scenario
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from gpufleet.cli.output import CliError
-from gpufleet.services.context import Actor, cli_actor
-from gpufleet.services.database import Database, open_database
+from gpufleet.platform.context import Actor, cli_actor
+from gpufleet.platform.database import Database, open_database
 
 UPGRADE_HINT = "run `gpufleet db upgrade`"
 

@@ -6,7 +6,7 @@ import typer
 
 from gpufleet.cli.output import Output, OutputOption, emit_json, say, show, table
 from gpufleet.cli.state import actor, database
-from gpufleet.services.node_queries import fleet_summary
+from gpufleet.fleet.queries import fleet_summary
 
 
 def summary(ctx: typer.Context, output: OutputOption = Output.TABLE) -> None:

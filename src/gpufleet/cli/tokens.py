@@ -9,7 +9,7 @@ import typer
 
 from gpufleet.cli.output import Output, OutputOption, emit_json, say, show, table, when
 from gpufleet.cli.state import actor, database
-from gpufleet.services.tokens import create_token, list_tokens, revoke_token
+from gpufleet.fleet.tokens import create_token, list_tokens, revoke_token
 
 app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 

@@ -12,12 +12,12 @@ import typer
 from gpufleet.cli.output import EXIT_FAILED, Output, OutputOption, capped_note, emit_json, say, show, table
 from gpufleet.cli.state import actor, database
 from gpufleet.domain.validation import CHECKS, SUITES, parse_time
-from gpufleet.services.errors import InvalidInput
-from gpufleet.services.validation_analytics import DEFAULT_DAYS, Scope, reban_report, threshold_report
-from gpufleet.services.validation_bans import ban_node, list_bans
-from gpufleet.services.validation_chart import threshold_chart_html
-from gpufleet.services.validation_ingest import IngestReport, ingest_results_file
-from gpufleet.services.validation_policy import load_criteria, plan_validation, set_policy, show_policy
+from gpufleet.platform.errors import InvalidInput
+from gpufleet.validation.analytics import DEFAULT_DAYS, Scope, reban_report, threshold_report
+from gpufleet.validation.bans import ban_node, list_bans
+from gpufleet.validation.chart import threshold_chart_html
+from gpufleet.validation.ingest import IngestReport, ingest_results_file
+from gpufleet.validation.policy import load_criteria, plan_validation, set_policy, show_policy
 
 app = typer.Typer(
     help="Validation gating: policies, results, bans, re-ban rates and the threshold simulator.", no_args_is_help=True

@@ -12,9 +12,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from gpufleet.services.cluster_sync import SyncReport, sync_cluster, synced_clusters
-from gpufleet.services.context import SYSTEM, Actor
-from gpufleet.services.database import Database
+from gpufleet.clusters.sync import SyncReport, sync_cluster, synced_clusters
+from gpufleet.platform.context import SYSTEM, Actor
+from gpufleet.platform.database import Database
 
 log = logging.getLogger("gpufleet.controllers.cluster_sync")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from gpufleet.clusters.drivers import DriverRegistry, default_registry
 from gpufleet.controllers.base import ControllerSpec, Retry, controller
-from gpufleet.services.database import Database
-from gpufleet.services.drivers import DriverRegistry, default_registry
-from gpufleet.services.remediation import Engine, PassReport
-from gpufleet.services.remediation_outbox import DeliveryReport, Sender, deliver_due
-from gpufleet.services.remediation_runtime import DbWork
+from gpufleet.platform.database import Database
+from gpufleet.remediation.engine import Engine, PassReport
+from gpufleet.remediation.outbox import DeliveryReport, Sender, deliver_due
+from gpufleet.remediation.runtime import DbWork
 
 
 @controller("remediation", interval=timedelta(seconds=10), retry=Retry(timedelta(seconds=1), 2.0, timedelta(minutes=1)))

@@ -4,7 +4,7 @@ Simulated time is a float of seconds since the scenario's start; the services re
 ``ManualClock`` that the engine moves before each event, so recorded events carry simulated times. Events sit in a
 ``heapq`` ordered by time and then by insertion, which with seeded random streams makes a run repeatable.
 
-Node state lives in the database: every change goes through ``services.lifecycle.apply_transition`` and writes its
+Node state lives in the database: every change goes through ``fleet.lifecycle.apply_transition`` and writes its
 event. The engine only keeps what it needs to act fast (the state each transition returned, the failure clock of each
 node) and commits once per step (``policies.step_minutes``), like one pass of a controller, instead of once per event.
 """
@@ -25,22 +25,22 @@ from sqlalchemy.orm import Session
 
 from gpufleet.adapters.drivers.base import ClusterDriver
 from gpufleet.adapters.drivers.simulated import SimNode, SimulatedDriver, SimulatedWorld, Workload
-from gpufleet.services.clock import Clock, ManualClock
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.database import Database, open_database
-from gpufleet.services.drivers import ClusterTarget, DriverRegistry
-from gpufleet.services.remediation import Engine as RemediationEngine
-from gpufleet.services.remediation_figures import simulation_figures
-from gpufleet.services.remediation_runtime import TimeFrame
-from gpufleet.services.sim_history import availability, cluster_nodes, node_count, node_states, state_counts
-from gpufleet.services.validation_analytics import validation_figures
-from gpufleet.services.validation_bans import record_ban
+from gpufleet.clusters.drivers import ClusterTarget, DriverRegistry
+from gpufleet.platform.clock import Clock, ManualClock
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.database import Database, open_database
+from gpufleet.remediation.engine import Engine as RemediationEngine
+from gpufleet.remediation.runtime import TimeFrame
+from gpufleet.reports.remediation import simulation_figures
+from gpufleet.reports.sim_history import availability, cluster_nodes, node_count, node_states, state_counts
 from gpufleet.sim import validation
 from gpufleet.sim.failures import DAY, FailureClass, FailureModel
 from gpufleet.sim.fleet import PlannedNode, load_nodes, load_reference, plan_delivery, plan_nodes
 from gpufleet.sim.metrics import Metrics
 from gpufleet.sim.operator import Case, Operator
 from gpufleet.sim.scenario import Scenario
+from gpufleet.validation.analytics import validation_figures
+from gpufleet.validation.bans import record_ban
 
 HEALTH = Actor(name="sim:health", role=Role.OPERATOR)
 """Who records the bans that hardware faults in service cause."""

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gpufleet.services.context import Actor
-from gpufleet.services.database import Database
-from gpufleet.services.inventory import ImportReport, chassis_id, import_nodes
-from gpufleet.services.reference import FleetDocument, import_fleet
-from gpufleet.services.sim_history import reference_names
+from gpufleet.fleet.inventory import ImportReport, chassis_id, import_nodes
+from gpufleet.fleet.reference import FleetDocument, import_fleet
+from gpufleet.platform.context import Actor
+from gpufleet.platform.database import Database
+from gpufleet.reports.sim_history import reference_names
 from gpufleet.sim.scenario import ClusterSpec, Scenario
 
 Progress = Callable[[str, int, int], None]

@@ -1,7 +1,7 @@
 """Figures a simulation produces: interruptions, repairs, reboots, validation and re-bans, and a daily series.
 
 Counts here are tallied as the simulation acts; availability comes from the database's event log
-(``services.sim_history``) so the headline figure is what the product itself recorded.
+(``reports.sim_history``) so the headline figure is what the product itself recorded.
 """
 
 from __future__ import annotations

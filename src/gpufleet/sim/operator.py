@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from gpufleet.adapters.drivers.base import ValidationState
 from gpufleet.adapters.drivers.simulated import Fault
-from gpufleet.services.context import Actor, Role
-from gpufleet.services.errors import InvalidTransition, NotFound, VersionConflict
-from gpufleet.services.lifecycle import TransitionResult, apply_transition
-from gpufleet.services.remediation_cases import act, supplier_returned
-from gpufleet.services.remediation_intake import record_health_event
-from gpufleet.services.remediation_store import CaseRow, open_case_of
-from gpufleet.services.sim_history import node_state
+from gpufleet.fleet.lifecycle import TransitionResult, apply_transition
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.errors import InvalidTransition, NotFound, VersionConflict
+from gpufleet.remediation.cases import act, supplier_returned
+from gpufleet.remediation.intake import record_health_event
+from gpufleet.remediation.store import CaseRow, open_case_of
+from gpufleet.reports.sim_history import node_state
 from gpufleet.sim import telemetry, validation
 from gpufleet.sim.calibration import Component
 from gpufleet.sim.failures import DAY, HOUR, NODE_DOWN_COMPONENTS, spread_sample

@@ -1,7 +1,7 @@
 """The simulator's use of validation gating: the product decides the path, the driver runs it, the history records it.
 
 Which path a node takes (fast track, slow path, canary), with which suite and how many passes, is the product's
-decision (``services.validation_policy.plan_for_node``); the simulated driver runs that suite; its pass results are
+decision (``validation.policy.plan_for_node``); the simulated driver runs that suite; its pass results are
 recorded through the same ingest service as a JSONL file or the API, so admission is gated exactly as in production.
 """
 
@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from gpufleet.adapters.drivers.base import ValidationResult, ValidationSuite
 from gpufleet.domain.validation import CHECKS, SUITES, CheckKind
-from gpufleet.services.context import Actor
-from gpufleet.services.database import Database
-from gpufleet.services.validation_ingest import record_results
-from gpufleet.services.validation_policy import plan_for_node, set_policy
+from gpufleet.platform.context import Actor
+from gpufleet.platform.database import Database
 from gpufleet.sim.scenario import Scenario
+from gpufleet.validation.ingest import record_results
+from gpufleet.validation.policy import plan_for_node, set_policy
 
 SOURCE = "simulated-driver"
 NOMINAL_FLOOR = 100.0

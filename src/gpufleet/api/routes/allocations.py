@@ -10,9 +10,9 @@ from gpufleet.api.auth import Operator, Viewer
 from gpufleet.api.deps import Db
 from gpufleet.api.responses import JSONResponse
 from gpufleet.api.schemas import PROBLEMS, AllocationEndIn, AllocationIn, ItemsOut, problem
-from gpufleet.services.allocations import allocate, end_allocation, list_allocations
-from gpufleet.services.context import Actor
-from gpufleet.services.database import Database
+from gpufleet.fleet.allocations import allocate, end_allocation, list_allocations
+from gpufleet.platform.context import Actor
+from gpufleet.platform.database import Database
 
 router = APIRouter(tags=["allocations"], responses=PROBLEMS)
 CONFLICT = problem(409, "The node is held by another allocation in that window, or is leaving the fleet")

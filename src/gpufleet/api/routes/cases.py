@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gpufleet.api.auth import Operator, TenantViewer
 from gpufleet.api.deps import Db
 from gpufleet.api.schemas import PROBLEMS, problem
-from gpufleet.services.remediation_cases import act_on_case, list_cases, return_from_supplier, show_case
+from gpufleet.remediation.cases import act_on_case, list_cases, return_from_supplier, show_case
 
 router = APIRouter(prefix="/cases", tags=["remediation"], responses=PROBLEMS)
 

@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from gpufleet.api.auth import Admin, Operator, Viewer
 from gpufleet.api.deps import Db
 from gpufleet.api.schemas import PROBLEMS, problem
-from gpufleet.services.cluster_sync import check_cluster, reboot_in_scheduler, resume_in_scheduler, sync_cluster
-from gpufleet.services.drivers import set_cluster_driver
+from gpufleet.clusters.drivers import set_cluster_driver
+from gpufleet.clusters.sync import check_cluster, reboot_in_scheduler, resume_in_scheduler, sync_cluster
 
 router = APIRouter(prefix="/clusters", tags=["clusters"], responses=PROBLEMS)
 

@@ -30,9 +30,9 @@ from gpufleet.api.deps import Db
 from gpufleet.api.problems import problem_response
 from gpufleet.api.responses import JSONResponse
 from gpufleet.api.schemas import PROBLEMS, problem
-from gpufleet.services.health_events import EventFilter, list_events, rematch
-from gpufleet.services.health_ingest import FORMATS, ingest
-from gpufleet.services.health_requests import claim_requests, get_request, list_requests, request_diagnostic
+from gpufleet.health.events import EventFilter, list_events, rematch
+from gpufleet.health.ingest import FORMATS, ingest
+from gpufleet.health.requests import claim_requests, get_request, list_requests, request_diagnostic
 
 router = APIRouter(tags=["health events"], responses=PROBLEMS)
 

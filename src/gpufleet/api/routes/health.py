@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gpufleet.api.deps import Db
 from gpufleet.api.responses import JSONResponse
-from gpufleet.services.database import Database
+from gpufleet.platform.database import Database
 
 router = APIRouter(tags=["operations"])
 

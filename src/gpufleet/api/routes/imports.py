@@ -12,7 +12,7 @@ from gpufleet.api.deps import Db
 from gpufleet.api.problems import Problem, report_response
 from gpufleet.api.responses import JSONResponse
 from gpufleet.api.schemas import PROBLEMS, problem
-from gpufleet.services.inventory import import_nodes
+from gpufleet.fleet.inventory import import_nodes
 
 router = APIRouter(tags=["imports"], responses=PROBLEMS)
 

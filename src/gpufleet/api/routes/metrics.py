@@ -16,8 +16,8 @@ from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
 from gpufleet.domain.lifecycle import NodeState
-from gpufleet.services.database import Database
-from gpufleet.services.metrics_source import fleet_metrics
+from gpufleet.platform.database import Database
+from gpufleet.reports.metrics import fleet_metrics
 
 router = APIRouter(tags=["operations"])
 

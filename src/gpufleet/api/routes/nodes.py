@@ -10,7 +10,7 @@ from gpufleet.api.auth import Operator, TenantViewer
 from gpufleet.api.deps import Db, IfMatch, etag
 from gpufleet.api.responses import JSONResponse
 from gpufleet.api.schemas import PROBLEMS, NodePageOut, NodePatchIn, problem
-from gpufleet.services.node_queries import (
+from gpufleet.fleet.queries import (
     DEFAULT_PAGE,
     FIELDS,
     MAX_PAGE,
@@ -20,7 +20,7 @@ from gpufleet.services.node_queries import (
     node_detail,
     parse_fields,
 )
-from gpufleet.services.node_updates import update_node
+from gpufleet.fleet.updates import update_node
 
 router = APIRouter(tags=["nodes"], responses=PROBLEMS)
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from gpufleet.api.auth import Operator, Viewer
 from gpufleet.api.deps import Db
 from gpufleet.api.schemas import PROBLEMS, ItemsOut
-from gpufleet.services.reference import FleetDocument, import_fleet, list_reference
+from gpufleet.fleet.reference import FleetDocument, import_fleet, list_reference
 
 router = APIRouter(tags=["reference"], responses=PROBLEMS)
 

@@ -1,6 +1,6 @@
 """Remediation over HTTP: the health policy and its overrides, figures, breakers, tickets, channels, outbox, reboots.
 
-Importing this module registers the immediate reaction to ingested health events (``services.remediation_react``),
+Importing this module registers the immediate reaction to ingested health events (``remediation.react``),
 so an API server quarantines a node with a fatal Xid within the ingest request.
 """
 
@@ -16,13 +16,13 @@ from starlette.concurrency import run_in_threadpool
 from gpufleet.api.auth import Operator, Viewer
 from gpufleet.api.deps import Db
 from gpufleet.api.schemas import PROBLEMS
-from gpufleet.services.remediation_figures import remediation_figures
-from gpufleet.services.remediation_outbox import deliver_due, list_channels, outbox_summary, set_channel
-from gpufleet.services.remediation_policy import list_overrides, revoke_override, set_override, show_policy
-from gpufleet.services.remediation_react import run_once
-from gpufleet.services.remediation_reboots import list_reboots
-from gpufleet.services.remediation_safety import breakers, reset_breaker, trip_breaker
-from gpufleet.services.tickets import list_tickets, set_ticket_status
+from gpufleet.remediation.outbox import deliver_due, list_channels, outbox_summary, set_channel
+from gpufleet.remediation.policy import list_overrides, revoke_override, set_override, show_policy
+from gpufleet.remediation.react import run_once
+from gpufleet.remediation.reboots import list_reboots
+from gpufleet.remediation.safety import breakers, reset_breaker, trip_breaker
+from gpufleet.remediation.tickets import list_tickets, set_ticket_status
+from gpufleet.reports.remediation import remediation_figures
 
 router = APIRouter(prefix="/remediation", tags=["remediation"], responses=PROBLEMS)
 

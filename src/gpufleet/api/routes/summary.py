@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from gpufleet.api.auth import TenantViewer
 from gpufleet.api.deps import Db
 from gpufleet.api.schemas import PROBLEMS
-from gpufleet.services.node_queries import fleet_summary
+from gpufleet.fleet.queries import fleet_summary
 
 router = APIRouter(tags=["fleet"], responses=PROBLEMS)
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from gpufleet.api.auth import Admin
 from gpufleet.api.deps import Db
 from gpufleet.api.schemas import PROBLEMS, ItemsOut, TokenIn, problem
-from gpufleet.services.tokens import create_token, list_tokens, revoke_token
+from gpufleet.fleet.tokens import create_token, list_tokens, revoke_token
 
 router = APIRouter(tags=["tokens"], responses=PROBLEMS)
 

@@ -8,7 +8,7 @@ from gpufleet.api.auth import Operator
 from gpufleet.api.deps import Db, IfMatch, etag
 from gpufleet.api.responses import JSONResponse
 from gpufleet.api.schemas import PROBLEMS, TransitionIn, TransitionOut, problem
-from gpufleet.services.lifecycle import transition
+from gpufleet.fleet.lifecycle import transition
 
 router = APIRouter(tags=["nodes"], responses=PROBLEMS)
 

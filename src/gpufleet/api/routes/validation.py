@@ -15,11 +15,11 @@ from gpufleet.api.problems import Problem, report_response
 from gpufleet.api.responses import JSONResponse
 from gpufleet.api.schemas import PROBLEMS, problem
 from gpufleet.domain.validation import CHECKS, SUITES
-from gpufleet.services.validation_analytics import DEFAULT_DAYS, Scope, reban_report, threshold_report
-from gpufleet.services.validation_bans import ban_node, list_bans
-from gpufleet.services.validation_chart import threshold_chart_html
-from gpufleet.services.validation_ingest import ingest_results
-from gpufleet.services.validation_policy import load_criteria, plan_validation, set_policy, show_policy
+from gpufleet.validation.analytics import DEFAULT_DAYS, Scope, reban_report, threshold_report
+from gpufleet.validation.bans import ban_node, list_bans
+from gpufleet.validation.chart import threshold_chart_html
+from gpufleet.validation.ingest import ingest_results
+from gpufleet.validation.policy import load_criteria, plan_validation, set_policy, show_policy
 
 router = APIRouter(prefix="/validation", tags=["validation"], responses=PROBLEMS)
 

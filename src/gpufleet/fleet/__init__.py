@@ -1,0 +1,1 @@
+"""The source of truth for nodes: the lifecycle, inventory imports, reference data, allocations and tokens."""

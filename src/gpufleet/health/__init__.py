@@ -1,0 +1,1 @@
+"""Health telemetry: events from agents, Alertmanager, DCGM and kernel logs, matched to nodes and stored once."""

@@ -1,0 +1,203 @@
+"""What the remediation engine runs on: units of work, the clusters' facts, time, and the drivers' optional skills.
+
+The engine never opens a session of its own: a ``Work`` hands it one and says when what was done so far must be
+durable. In production each ``checkpoint`` is a commit, so an intent is on disk before the driver acts; the
+simulator's work is its step transaction, where a crash loses the whole in-memory run anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gpufleet.adapters.db.models import Cluster, Node, NvlinkDomain
+from gpufleet.adapters.drivers.base import ClusterDriver
+from gpufleet.clusters.drivers import DEFAULT_DRIVER, ClusterTarget, DriverRegistry
+from gpufleet.domain.lifecycle import NodeState
+from gpufleet.platform.database import Database
+
+
+class Work(Protocol):
+    def session(self) -> Session: ...
+
+    def checkpoint(self) -> None:
+        """Make everything written so far durable (before a driver call that must not be repeated)."""
+
+
+class DbWork:
+    """Production work: a transaction at a time on the database, committed at each checkpoint and at the end."""
+
+    durable = True
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._context: AbstractContextManager[Session] | None = None
+        self._session: Session | None = None
+
+    def session(self) -> Session:
+        if self._session is None:
+            self._context = self.db.transaction()
+            self._session = self._context.__enter__()
+        return self._session
+
+    def checkpoint(self) -> None:
+        if self._context is not None:
+            context, self._context, self._session = self._context, None, None
+            context.__exit__(None, None, None)
+
+    def rollback(self, exc: BaseException) -> None:
+        if self._context is not None:
+            context, self._context, self._session = self._context, None, None
+            context.__exit__(type(exc), exc, exc.__traceback__)
+
+    def __enter__(self) -> DbWork:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.checkpoint()
+        else:
+            self.rollback(exc)
+
+
+def process_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class TimeFrame:
+    """How the clusters' clock relates to the clock gpufleet records with.
+
+    The same in production. A paced simulation runs its clusters ``speed`` times faster than it records (a demo
+    shows days in minutes), so cluster durations from the policy shrink by ``speed`` in recorded time and times the
+    driver reports are mapped across.
+    """
+
+    origin: datetime | None = None
+    speed: float = 1.0
+
+    def span(self, duration: timedelta) -> timedelta:
+        return duration if self.speed == 1.0 else duration / self.speed
+
+    def to_record(self, when: datetime) -> datetime:
+        if self.speed == 1.0 or self.origin is None:
+            return when
+        return self.origin + (when - self.origin) / self.speed
+
+    def to_driver(self, when: datetime) -> datetime:
+        if self.speed == 1.0 or self.origin is None:
+            return when
+        return self.origin + (when - self.origin) * self.speed
+
+
+@dataclass
+class ClusterFacts:
+    id: int
+    name: str
+    target: ClusterTarget
+    size: int = 0
+    """Nodes the budgets count: every state but decommissioning and decommissioned."""
+    total: int = 0
+    """Every node, whatever its state: the breaker's threshold is a share of it."""
+    sized_at: datetime | None = None
+
+
+SIZE_TTL = timedelta(minutes=10)
+COUNTED_STATES = tuple(s.value for s in NodeState if s not in (NodeState.DECOMMISSIONED, NodeState.DECOMMISSIONING))
+
+
+@dataclass
+class ClusterBook:
+    """Clusters by id with their driver target, and group sizes for the budgets, re-read every few minutes."""
+
+    registry: DriverRegistry
+    clusters: dict[int, ClusterFacts] = field(default_factory=dict)
+    domains: dict[int, tuple[str, int, datetime]] = field(default_factory=dict)
+
+    def cluster(self, session: Session, cluster_id: int) -> ClusterFacts:
+        facts = self.clusters.get(cluster_id)
+        if facts is None:
+            row = session.execute(
+                select(Cluster.name, Cluster.kind, Cluster.driver, Cluster.driver_config).where(
+                    Cluster.id == cluster_id
+                )
+            ).one()
+            target = ClusterTarget(row.name, row.kind, row.driver or DEFAULT_DRIVER, dict(row.driver_config or {}))
+            facts = ClusterFacts(cluster_id, row.name, target)
+            self.clusters[cluster_id] = facts
+        return facts
+
+    def driver(self, session: Session, cluster_id: int) -> ClusterDriver:
+        return self.registry.create(self.cluster(session, cluster_id).target)
+
+    def size(self, session: Session, cluster_id: int, now: datetime) -> int:
+        return self._sized(session, cluster_id, now).size
+
+    def total(self, session: Session, cluster_id: int, now: datetime) -> int:
+        return self._sized(session, cluster_id, now).total
+
+    def _sized(self, session: Session, cluster_id: int, now: datetime) -> ClusterFacts:
+        """Both sizes, counted together once per ``SIZE_TTL``: in a storm every case opened asks for them, and
+        counting a cluster of thousands each time cost more than the rest of opening the case on PostgreSQL."""
+        facts = self.cluster(session, cluster_id)
+        if facts.sized_at is None or now - facts.sized_at > SIZE_TTL or now < facts.sized_at:
+            counted = func.count().filter(Node.state.in_(COUNTED_STATES))
+            size, total = session.execute(
+                select(counted, func.count()).select_from(Node).where(Node.cluster_id == cluster_id)
+            ).one()
+            facts.size, facts.total, facts.sized_at = int(size), int(total), now
+        return facts
+
+    def domain(self, session: Session, domain_id: int, now: datetime) -> tuple[str, int]:
+        """The domain's name and size. Every domain is sized in one grouped read, since a burst of faults
+        touches many domains and a read per domain would scan the node table each time."""
+        cached = self.domains.get(domain_id)
+        if cached is None or now - cached[2] > SIZE_TTL or now < cached[2]:
+            sizes = dict(
+                session.execute(
+                    select(Node.nvlink_domain_id, func.count())
+                    .where(Node.nvlink_domain_id.is_not(None), Node.state.in_(COUNTED_STATES))
+                    .group_by(Node.nvlink_domain_id)
+                ).all()
+            )
+            names = dict(session.execute(select(NvlinkDomain.id, NvlinkDomain.name)).all())
+            self.domains = {i: (names.get(i, str(i)), int(n), now) for i, n in sizes.items() if i is not None}
+            cached = self.domains.setdefault(domain_id, (names.get(domain_id, str(domain_id)), 0, now))
+        return cached[0], cached[1]
+
+    def forget(self) -> None:
+        self.clusters.clear()
+        self.domains.clear()
+
+    def __iter__(self) -> Iterator[ClusterFacts]:
+        return iter(self.clusters.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Skills beyond the core driver interface. A driver that lacks one gets the next rung instead.
+
+
+@runtime_checkable
+class ResetsGpus(Protocol):
+    def reset_gpu(self, node: str, gpu_index: int | None, reason: str) -> None:
+        """Reset one GPU (all when ``gpu_index`` is None): ``nvidia-smi -r`` with nothing running on it."""
+
+
+@runtime_checkable
+class RestartsWorkload(Protocol):
+    def restart_workload(self, node: str, reason: str) -> None:
+        """Restart the node's GPU services and requeue its work (fabric manager, persistence daemon, the job)."""
+
+
+@runtime_checkable
+class Reimages(Protocol):
+    def reimage(self, node: str, reason: str) -> None:
+        """Reinstall the node's image; completes like a reboot, observed through ``power_status``."""

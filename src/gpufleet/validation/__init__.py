@@ -1,0 +1,1 @@
+"""Validation before service: each cluster's policy, results ingested per pass, bans, re-ban rates and thresholds."""

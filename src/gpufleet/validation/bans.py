@@ -1,0 +1,179 @@
+"""Bans: a node taken out of a cluster for failing in service, recorded as the fact re-ban rates count.
+
+A ban of a node that is in service also quarantines it, in the same transaction, so the record and the lifecycle
+never disagree. Banning a node that is already banned since its last admission changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gpufleet.adapters.db.models import Cluster, Node, NodeBan, ValidationAttempt
+from gpufleet.domain.lifecycle import NodeState
+from gpufleet.fleet.lifecycle import apply_transition, check_reason
+from gpufleet.fleet.refs import resolve_node_id
+from gpufleet.platform.context import Actor, Role
+from gpufleet.platform.database import Database
+from gpufleet.platform.errors import Forbidden, InvalidInput
+
+MAX_SOURCE = 100
+
+
+@dataclass(frozen=True)
+class BanResult:
+    id: int
+    node_id: str
+    cluster: str
+    at: datetime
+    reason: str
+    source: str
+    created: bool
+    quarantined: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "node": self.node_id,
+            "cluster": self.cluster,
+            "at": self.at.isoformat(),
+            "reason": self.reason,
+            "source": self.source,
+            "created": self.created,
+            "quarantined": self.quarantined,
+        }
+
+
+def _last_admission(session: Session, node_id: str, cluster_id: int) -> datetime | None:
+    return session.execute(
+        select(func.max(ValidationAttempt.finished_at)).where(
+            ValidationAttempt.node_id == node_id,
+            ValidationAttempt.cluster_id == cluster_id,
+            ValidationAttempt.status == "passed",
+        )
+    ).scalar_one_or_none()
+
+
+def _duplicate(session: Session, node_id: str, cluster_id: int, state: str, at: datetime | None) -> NodeBan | None:
+    """The ban this request repeats, if any. A backfill (explicit time) repeats a ban at the same time; a ban now
+    repeats the latest one when the node has not been back in service or admitted since."""
+    query = select(NodeBan).where(NodeBan.node_id == node_id, NodeBan.cluster_id == cluster_id)
+    if at is not None:
+        return session.execute(query.where(NodeBan.at == at).limit(1)).scalar_one_or_none()
+    if state == NodeState.IN_SERVICE:
+        return None
+    latest = session.execute(query.order_by(NodeBan.at.desc()).limit(1)).scalar_one_or_none()
+    if latest is None:
+        return None
+    admitted = _last_admission(session, node_id, cluster_id)
+    return latest if admitted is None or latest.at > admitted else None
+
+
+def ban_node(
+    db: Database,
+    node_ref: str,
+    reason: str | None,
+    actor: Actor,
+    source: str = "operator",
+    at: datetime | None = None,
+) -> BanResult:
+    """Ban a node in its current cluster, now (quarantining it when it is in service) or, to backfill history, at
+    ``at``."""
+    if actor.role < Role.OPERATOR:
+        raise Forbidden("banning a node needs the operator role")
+    if actor.tenant_scoped:
+        raise Forbidden("a tenant-scoped token cannot ban a node")
+    text = check_reason(reason)
+    source = (source or "").strip()
+    if not source or len(source) > MAX_SOURCE:
+        raise InvalidInput(f"the source is 1 to {MAX_SOURCE} characters (who found the fault)", field="source")
+    now = db.clock.now()
+    when = at or now
+    if when.tzinfo is None:
+        raise InvalidInput("the ban time needs a time zone", field="at")
+    if when > now:
+        raise InvalidInput("a ban cannot be in the future", field="at")
+    with db.transaction() as session:
+        node_id = resolve_node_id(session, node_ref, actor, now)
+        node = session.execute(
+            select(Node.state, Node.cluster_id, Cluster.name)
+            .join(Cluster, Cluster.id == Node.cluster_id)
+            .where(Node.id == node_id)
+            .with_for_update(of=Node)
+        ).one()
+        existing = _duplicate(session, node_id, node.cluster_id, node.state, at)
+        if existing is not None:
+            return BanResult(
+                existing.id, node_id, node.name, existing.at, existing.reason, existing.source, False, False
+            )
+        ban = NodeBan(
+            node_id=node_id,
+            cluster_id=node.cluster_id,
+            at=when,
+            reason=text,
+            source=source,
+            actor=actor.name,
+            correlation_id=actor.correlation_id,
+            created_at=now,
+        )
+        session.add(ban)
+        session.flush()
+        quarantined = False
+        if at is None and node.state == NodeState.IN_SERVICE:  # a backfilled ban records history only
+            apply_transition(session, node_id, "quarantine", f"banned: {text}", actor, now, data={"ban_id": ban.id})
+            quarantined = True
+        return BanResult(ban.id, node_id, node.name, when, text, source, True, quarantined)
+
+
+def record_ban(session: Session, node_id: str, at: datetime, reason: str, source: str, actor: Actor) -> int:
+    """Record a ban of ``node_id`` in its current cluster inside the caller's transaction, and nothing else.
+
+    For automation (the simulator, a health controller) that takes the node out of service itself, in the same unit
+    of work. The caller has checked its own right to act.
+    """
+    cluster_id = session.execute(select(Node.cluster_id).where(Node.id == node_id)).scalar_one()
+    ban = NodeBan(
+        node_id=node_id,
+        cluster_id=cluster_id,
+        at=at,
+        reason=reason[:2000],
+        source=source[:MAX_SOURCE],
+        actor=actor.name,
+        correlation_id=actor.correlation_id,
+        created_at=at,
+    )
+    session.add(ban)
+    session.flush()
+    return ban.id
+
+
+def list_bans(db: Database, actor: Actor, node: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    """The latest bans, newest first, optionally of one node."""
+    if actor.tenant_scoped:
+        raise Forbidden("bans are fleet data; a tenant-scoped token cannot read them")
+    now = db.clock.now()
+    with db.reader() as session:
+        query = (
+            select(NodeBan, Cluster.name)
+            .outerjoin(Cluster, Cluster.id == NodeBan.cluster_id)
+            .order_by(NodeBan.at.desc(), NodeBan.id.desc())
+            .limit(max(1, min(limit, 10_000)))
+        )
+        if node is not None:
+            query = query.where(NodeBan.node_id == resolve_node_id(session, node, actor, now))
+        return [
+            {
+                "id": ban.id,
+                "node": ban.node_id,
+                "cluster": cluster,
+                "at": ban.at.isoformat(),
+                "reason": ban.reason,
+                "source": ban.source,
+                "actor": ban.actor,
+            }
+            for ban, cluster in session.execute(query)
+        ]
