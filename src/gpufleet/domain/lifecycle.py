@@ -52,19 +52,32 @@ STABLE_STATES: frozenset[NodeState] = frozenset({NodeState.IN_SERVICE})
 CAPACITY_STATES: frozenset[NodeState] = frozenset({NodeState.IN_SERVICE})
 """States whose GPUs count as capacity in customers' hands."""
 
-PAGE_SUPPRESSED_STATES: frozenset[NodeState] = frozenset(
-    {
-        NodeState.QUARANTINED,
-        NodeState.DRAINING,
-        NodeState.DRAINED,
-        NodeState.DIAGNOSING,
-        NodeState.REPAIRING,
-        NodeState.AWAITING_SUPPLIER,
-        NodeState.MAINTENANCE,
-        NodeState.DECOMMISSIONING,
-        NodeState.DECOMMISSIONED,
-    }
-)
+SERVING_STATES: frozenset[NodeState] = frozenset({NodeState.IN_SERVICE, NodeState.VALIDATING})
+"""States in which a node runs or may be given work, so a new fault on it opens a remediation case."""
+
+CORDONED_STATES: frozenset[NodeState] = frozenset({NodeState.QUARANTINED, NodeState.DRAINING, NodeState.DRAINED})
+"""States in which no new work lands on the node and nothing has started on it yet."""
+
+REMEDIATION_STATES: frozenset[NodeState] = CORDONED_STATES | {
+    NodeState.DIAGNOSING,
+    NodeState.REPAIRING,
+    NodeState.VALIDATING,
+}
+"""States a remediation case moves its node through on the way back to service."""
+
+LEAVING_STATES: frozenset[NodeState] = frozenset({NodeState.DECOMMISSIONING, NodeState.DECOMMISSIONED})
+"""States of a node leaving the fleet: never allocated, never counted in a cluster's size or budgets."""
+
+HELD_STATES: frozenset[NodeState] = CORDONED_STATES | {
+    NodeState.DIAGNOSING,
+    NodeState.REPAIRING,
+    NodeState.AWAITING_SUPPLIER,
+    NodeState.MAINTENANCE,
+    NodeState.DECOMMISSIONING,
+}
+"""States in which gpufleet keeps a node out of the scheduler's service."""
+
+PAGE_SUPPRESSED_STATES: frozenset[NodeState] = HELD_STATES | FINAL_STATES
 """States where a fault on the node is already known and owned, so it must not page anyone again."""
 
 

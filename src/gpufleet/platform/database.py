@@ -1,4 +1,8 @@
-"""The one handle on storage that entry points hold: an engine, a session factory and the clock."""
+"""The one handle on storage that entry points hold: an engine, a session factory and the clock.
+
+Use cases pass the open session along as a ``UnitOfWork`` to their capability's store, the only code that writes SQL;
+they never build a statement themselves.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from gpufleet.adapters.db import migrate
 from gpufleet.adapters.db.engine import READ_ONLY, database_url, make_engine, whole_number_setting
 from gpufleet.platform.clock import Clock, SystemClock
 from gpufleet.platform.turns import FairTurns
+
+UnitOfWork = Session
+"""An open transaction or read, handed from a use case to its capability's store."""
 
 INGEST_CONCURRENCY = {"sqlite": 2, "postgresql": 8}
 WRITER_WAIT_S = 30.0
