@@ -53,6 +53,8 @@ class CaseTransition:
     event: str
     target: CaseState
     doc: str
+    person: str | None = None
+    """The action a person names to take this transition (``gpufleet cases act ID ACTION``); ``None``: automation's."""
 
 
 C = CaseState
@@ -75,11 +77,18 @@ CASE_TRANSITIONS: tuple[CaseTransition, ...] = (
     CaseTransition(C.ESCALATED, "supplier_returned", C.VALIDATING, "returned hardware takes the slow path"),
     *(CaseTransition(s, "need_human", C.NEEDS_HUMAN, "automation stops here") for s in _OPEN_NON_HUMAN),
     CaseTransition(C.NEEDS_HUMAN, "need_human", C.NEEDS_HUMAN, "still waiting: raised again"),
-    CaseTransition(C.NEEDS_HUMAN, "human_repaired", C.VALIDATING, "a person repaired it; validation decides"),
-    CaseTransition(C.NEEDS_HUMAN, "human_retry", C.DIAGNOSING, "a person hands the case back to automation"),
-    CaseTransition(C.NEEDS_HUMAN, "escalate", C.ESCALATED, "a person hands it to the supplier"),
-    *(CaseTransition(s, "close", C.CLOSED, "a person closes the case") for s in OPEN_CASE_STATES),
+    CaseTransition(
+        C.NEEDS_HUMAN, "human_repaired", C.VALIDATING, "a person repaired it; validation decides", person="repaired"
+    ),
+    CaseTransition(
+        C.NEEDS_HUMAN, "human_retry", C.DIAGNOSING, "a person hands the case back to automation", person="retry"
+    ),
+    CaseTransition(C.NEEDS_HUMAN, "escalate", C.ESCALATED, "a person hands it to the supplier", person="escalate"),
+    *(CaseTransition(s, "close", C.CLOSED, "a person closes the case", person="close") for s in OPEN_CASE_STATES),
 )
+
+PERSON_ACTIONS: Mapping[str, CaseTransition] = {t.person: t for t in CASE_TRANSITIONS if t.person}
+"""What a person may ask of a case, each with the transition it ends in: read by the API, the CLI and the console."""
 
 _BY_SOURCE: dict[CaseState, dict[str, CaseTransition]] = {}
 for _t in CASE_TRANSITIONS:
@@ -103,6 +112,12 @@ def next_case_state(state: CaseState, event: str) -> CaseState:
 
 def case_events(state: CaseState) -> list[str]:
     return sorted(_BY_SOURCE.get(state, {}))
+
+
+def person_actions(state: CaseState) -> list[str]:
+    """The actions a person may take on a case in ``state``: a person takes any open case over, so every person action
+    is offered while the case is open, and none once it is final."""
+    return [] if state in FINAL_CASE_STATES else list(PERSON_ACTIONS)
 
 
 @dataclass(frozen=True)
