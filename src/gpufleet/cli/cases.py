@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from gpufleet.cli.lifecycle import DiagramFormat
 from gpufleet.cli.output import Output, OutputOption, duration, emit_json, say, show, table, when
 from gpufleet.cli.state import actor, database
-from gpufleet.remediation.cases import HUMAN_ACTIONS, act_on_case, list_cases, return_from_supplier, show_case
+from gpufleet.domain import diagram
+from gpufleet.domain.remediation import CASE_STATE_POLICIES, CASE_TRANSITIONS, PERSON_ACTIONS, person_actions
+from gpufleet.remediation.cases import act_on_case, list_cases, return_from_supplier, show_case
 
 app = typer.Typer(help="Remediation cases: list, show, and act on them with a reason.", no_args_is_help=True)
 
@@ -120,7 +124,7 @@ def _show(case: dict[str, Any]) -> None:
 def act_command(
     ctx: typer.Context,
     case_id: Annotated[int, typer.Argument(help="The case id.")],
-    action: Annotated[str, typer.Argument(help=f"One of: {', '.join(HUMAN_ACTIONS)}.", show_default=False)],
+    action: Annotated[str, typer.Argument(help=f"One of: {', '.join(PERSON_ACTIONS)}.", show_default=False)],
     reason: ReasonOption,
     no_hardware_change: Annotated[
         bool, typer.Option("--no-hardware-change", help="The repair changed no hardware: keep the fast track.")
@@ -145,3 +149,47 @@ def supplier_returned_command(
     """The supplier gave the hardware back: the node validates on the slow path and its case carries on."""
     result = return_from_supplier(database(ctx), actor(ctx), node, reason)
     say(f"{result['node']} is validating; case {result['case']} carries on", style="green")
+
+
+@app.command("lifecycle")
+def lifecycle_command(
+    diagram_format: Annotated[
+        DiagramFormat | None,
+        typer.Option(
+            "--diagram", case_sensitive=False, help="Write the diagram (mermaid or dot) instead of the table."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", dir_okay=False, help="Write the diagram to this file.", show_default=False),
+    ] = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """The case state machine as the code declares it: each state's owner and work, the events automation may take
+    from it and the actions a person may. With --diagram, the generated diagram."""
+    if diagram_format is not None or out is not None:
+        text = diagram.case_dot() if diagram_format is DiagramFormat.DOT else diagram.case_mermaid()
+        if out is None:
+            typer.echo(text, nl=False)
+            return
+        out.write_text(text, encoding="utf-8")
+        say(f"wrote the case lifecycle diagram to {out}", style="green")
+        return
+    states = [
+        {
+            "state": state.value,
+            "owner": policy.owner,
+            "work": policy.doc,
+            "events": sorted({t.event for t in CASE_TRANSITIONS if t.source is state and t.person is None}),
+            "person_actions": person_actions(state),
+        }
+        for state, policy in CASE_STATE_POLICIES.items()
+    ]
+    if output is Output.JSON:
+        emit_json(states)
+        return
+    rows = [
+        (s["state"], s["owner"], s["work"], ", ".join(s["events"]) or "-", ", ".join(s["person_actions"]) or "final")
+        for s in states
+    ]
+    show(table("Remediation case lifecycle", ("state", "owner", "work", "automation", "a person may"), rows))

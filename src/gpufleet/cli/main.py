@@ -11,6 +11,7 @@ from gpufleet.cli import (
     cases,
     clusters,
     db,
+    docs,
     events,
     imports,
     lifecycle,
@@ -60,6 +61,7 @@ app.add_typer(imports.app, name="import")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(lifecycle.app, name="lifecycle")
+app.add_typer(docs.app, name="docs")
 app.add_typer(validation.app, name="validation")
 app.add_typer(events.app, name="events")
 app.add_typer(clusters.app, name="clusters")
