@@ -145,3 +145,26 @@ def test_cli_stuck_and_escalate(db: Database, clock: ManualClock, monkeypatch: p
     assert all(n["escalated_at"] for n in cli.json("nodes", "stuck"))
     table = cli("nodes", "stuck", "--cluster", "east-frontier")
     assert table.exit_code == 0 and "host-q1" in table.stdout and "2 node(s) past" in table.stdout
+
+
+def test_the_controllers_command_runs_every_declared_loop_and_each_alone(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(db, {"Q1": "quarantined", "S1": "in_service"})  # stamped at the test clock's start: long overdue by now
+    cli = Cli.on(db, monkeypatch)
+    listed = cli.json("controllers", "list")
+    assert [c["name"] for c in listed] == ["remediation", "outbox", "cluster-sync", "stuck-nodes"]
+    assert all(c["interval_seconds"] > 0 and c["retry_max_seconds"] >= c["retry_first_seconds"] for c in listed)
+    ran = cli.json("controllers", "run", "--passes", "1")
+    assert {r["name"]: (r["passes"], r["failures"]) for r in ran} == {
+        "remediation": (1, 0),
+        "outbox": (1, 0),
+        "cluster-sync": (1, 0),
+        "stuck-nodes": (1, 0),
+    }
+    assert escalations(db, "Q1") == 1 and escalations(db, "S1") == 0
+    alone = cli.json("controllers", "run", "--only", "stuck-nodes", "--passes", "1")
+    assert alone == [{"name": "stuck-nodes", "passes": 1, "failures": 0}]
+    assert escalations(db, "Q1") == 1  # once per stay, however often the loop runs
+    unknown = cli("controllers", "run", "--only", "nope", "--passes", "1")
+    assert unknown.exit_code == 2 and "unknown controller nope" in unknown.output

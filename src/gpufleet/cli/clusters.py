@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from gpufleet.cli.state import actor, database
 from gpufleet.clusters.drivers import set_cluster_driver
 from gpufleet.clusters.sync import check_cluster, reboot_in_scheduler, resume_in_scheduler, sync_cluster
 from gpufleet.controllers import cluster_sync as cluster_sync_controller
+from gpufleet.controllers.base import Runner, run_together
 from gpufleet.platform.errors import InvalidInput
 
 app = typer.Typer(help="Cluster drivers (simulated, slurm, kubernetes): set, check and sync.", no_args_is_help=True)
@@ -209,7 +211,12 @@ def watch(
         if passes and done >= passes:
             stop.set()
 
+    db = database(ctx)
+    controller = cluster_sync_controller.ClusterSyncController(db, actor(ctx), on_pass=report)
+    runner = Runner(
+        controller, db.clock.now, log=lambda m: say(m, style="yellow"), interval=timedelta(seconds=interval)
+    )
     try:
-        cluster_sync_controller.run(database(ctx), stop, interval, actor(ctx), on_pass=report)
+        run_together([runner], stop, passes or None)
     except KeyboardInterrupt:
         stop.set()

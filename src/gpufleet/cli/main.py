@@ -10,6 +10,7 @@ from gpufleet.cli import (
     agent,
     cases,
     clusters,
+    controllers,
     db,
     docs,
     events,
@@ -68,6 +69,7 @@ app.add_typer(clusters.app, name="clusters")
 app.add_typer(cases.app, name="cases")
 app.add_typer(policy.app, name="policy")
 app.add_typer(remediation.app, name="remediation")
+app.add_typer(controllers.app, name="controllers")
 app.command("summary")(summary.summary)
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)

@@ -59,10 +59,16 @@ class Runner:
     """Runs one controller until stopped: at its interval, sooner when woken or when work falls due."""
 
     def __init__(
-        self, target: Reconciler, now: Callable[[], datetime], log: Callable[[str], Any] | None = None
+        self,
+        target: Reconciler,
+        now: Callable[[], datetime],
+        log: Callable[[str], Any] | None = None,
+        interval: timedelta | None = None,
     ) -> None:
         self.target = target
         self.now = now
+        self.interval = interval or target.spec.interval
+        """The spec's interval unless the operator asked for another (``gpufleet clusters watch --interval``)."""
         self.log = log or (lambda _m: None)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -83,7 +89,7 @@ class Runner:
             try:
                 due = self.target.reconcile()
                 self.failures = 0
-                wait = spec.interval.total_seconds()
+                wait = self.interval.total_seconds()
                 if due is not None:
                     wait = max(0.0, min(wait, (due - self.now()).total_seconds()))
             except Exception as exc:  # a failed pass is retried; the loop itself never dies
@@ -97,3 +103,24 @@ class Runner:
                 self._wake.wait(wait)
             else:
                 time.sleep(0)
+
+
+def run_together(
+    runners: list[Runner], stop: threading.Event, passes: int | None = None, join_timeout: float = 30.0
+) -> None:
+    """Run each controller in a thread of its own until ``stop`` is set (or each made ``passes`` passes).
+
+    One loop per thread keeps a slow pass of one (a Slurm call can take half a minute) from delaying the others'.
+    """
+    threads = [
+        threading.Thread(target=r.run, args=(passes,), name=f"controller-{r.target.spec.name}", daemon=True)
+        for r in runners
+    ]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads) and not stop.wait(0.2):
+        pass
+    for runner in runners:
+        runner.stop()
+    for thread in threads:
+        thread.join(join_timeout)

@@ -9,16 +9,18 @@ others.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import ClassVar
 
 from gpufleet.clusters.sync import SyncReport, sync_cluster, synced_clusters
+from gpufleet.controllers.base import ControllerSpec, Retry, controller
 from gpufleet.platform.context import SYSTEM, Actor
 from gpufleet.platform.database import Database
 
 log = logging.getLogger("gpufleet.controllers.cluster_sync")
 
-INTERVAL_SECONDS = 60.0
+INTERVAL = timedelta(seconds=60)
 """How often each cluster is reconciled: a hand drain shows up in gpufleet within about this long."""
 
 
@@ -36,16 +38,25 @@ def sync_once(db: Database, actor: Actor = SYSTEM, clusters: list[str] | None = 
     return reports
 
 
-def run(
-    db: Database,
-    stop: threading.Event,
-    interval: float = INTERVAL_SECONDS,
-    actor: Actor = SYSTEM,
-    on_pass: Callable[[list[SyncReport]], None] | None = None,
-) -> None:
-    """Sync every driven cluster each ``interval`` seconds until ``stop`` is set."""
-    while not stop.is_set():
-        reports = sync_once(db, actor)
-        if on_pass is not None:
-            on_pass(reports)
-        stop.wait(interval)
+@controller("cluster-sync", interval=INTERVAL, retry=Retry(timedelta(seconds=5), 2.0, timedelta(minutes=5)))
+class ClusterSyncController:
+    """Keeps every cluster with a scheduler driver in step with gpufleet: what it observes, what gpufleet holds."""
+
+    spec: ClassVar[ControllerSpec]
+
+    def __init__(
+        self,
+        db: Database,
+        actor: Actor = SYSTEM,
+        on_pass: Callable[[list[SyncReport]], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.actor = actor
+        self.on_pass = on_pass
+        self.last: list[SyncReport] = []
+
+    def reconcile(self) -> datetime | None:
+        self.last = sync_once(self.db, self.actor)
+        if self.on_pass is not None:
+            self.on_pass(self.last)
+        return None

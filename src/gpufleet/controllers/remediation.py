@@ -7,11 +7,12 @@ asked to act, so a restart observes what happened instead of doing it again.
 
 from __future__ import annotations
 
+import signal
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from gpufleet.clusters.drivers import DriverRegistry, default_registry
-from gpufleet.controllers.base import ControllerSpec, Retry, controller
+from gpufleet.controllers.base import ControllerSpec, Retry, Runner, controller
 from gpufleet.platform.database import Database
 from gpufleet.remediation.engine import Engine, PassReport
 from gpufleet.remediation.outbox import DeliveryReport, Sender, deliver_due
@@ -55,10 +56,6 @@ class RemediationController:
 
 def run(db: Database, once: bool = False, deliver: bool = True, log: Any = None) -> dict[str, Any]:
     """Run the controller in this process: one pass (``once``) or until interrupted. What the CLI starts."""
-    import signal
-
-    from gpufleet.controllers.base import Runner
-
     controller = RemediationController(db, deliver=deliver)
     if once:
         controller.reconcile()
