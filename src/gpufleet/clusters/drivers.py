@@ -14,11 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
-
-from gpufleet.adapters.db.models import Cluster
 from gpufleet.adapters.drivers.base import ClusterDriver
 from gpufleet.adapters.drivers.simulated import SimulatedDriver, SimulatedWorld
+from gpufleet.clusters import store
 from gpufleet.clusters.settings import check_driver_config, kubernetes_settings, slurm_settings
 from gpufleet.platform.clock import Clock, SystemClock
 from gpufleet.platform.context import Actor, Role
@@ -136,9 +134,7 @@ class DriverRegistry:
 
 def cluster_target(db: Database, cluster: str) -> ClusterTarget:
     with db.reader() as session:
-        row = session.execute(
-            select(Cluster.name, Cluster.kind, Cluster.driver, Cluster.driver_config).where(Cluster.name == cluster)
-        ).one_or_none()
+        row = store.cluster_driver(session, cluster)
     if row is None:
         raise NotFound(f"no cluster named '{cluster}'")
     return ClusterTarget(row.name, row.kind, row.driver or DEFAULT_DRIVER, dict(row.driver_config or {}))
@@ -152,9 +148,7 @@ def set_cluster_driver(
         raise Forbidden("choosing a cluster's driver needs the admin role")
     clean = check_driver_config(cluster, driver, config)
     with db.transaction() as session:
-        found = session.execute(
-            update(Cluster).where(Cluster.name == cluster).values(driver=driver, driver_config=clean)
-        ).rowcount  # type: ignore[attr-defined]
+        found = store.set_driver(session, cluster, driver, clean)
         if not found:
             raise NotFound(f"no cluster named '{cluster}'")
     return cluster_target(db, cluster)

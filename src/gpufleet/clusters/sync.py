@@ -20,46 +20,26 @@ single writer), so an observation is never recorded twice.
 from __future__ import annotations
 
 import inspect
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import func, insert, select, text
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import Cluster, Node, NodeEvent
 from gpufleet.adapters.drivers.base import MAINTENANCE_TAINT, ClusterDriver, DriverError, NodeStatus
 from gpufleet.adapters.drivers.ownership import HeldByOthers, tag_reason
+from gpufleet.clusters import store
 from gpufleet.clusters.drivers import DriverRegistry, cluster_target, default_registry
 from gpufleet.clusters.settings import SyncSettings, sync_settings
-from gpufleet.domain.lifecycle import NodeState
+from gpufleet.domain.lifecycle import HELD_STATES, NodeState
 from gpufleet.fleet.lifecycle import apply_transition, check_reason
 from gpufleet.fleet.refs import resolve_node_id
 from gpufleet.platform.context import SYSTEM, Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput, ServiceError
 
 OBSERVED = "observed"
 ACTION = "driver_action"
 FAILED = "driver_failed"
 ESCALATED = "escalated"
-
-HOLD_STATES = frozenset(
-    {
-        NodeState.QUARANTINED,
-        NodeState.DRAINING,
-        NodeState.DRAINED,
-        NodeState.DIAGNOSING,
-        NodeState.REPAIRING,
-        NodeState.AWAITING_SUPPLIER,
-        NodeState.MAINTENANCE,
-        NodeState.DECOMMISSIONING,
-    }
-)
-"""States in which gpufleet keeps a node out of the scheduler's service."""
 _FINGERPRINT = ("native_state", "reason", "owner", "reason_user", "reachable", "reboot_pending")
 
 
@@ -158,13 +138,6 @@ def _observation(status: NodeStatus) -> dict[str, Any]:
     return data
 
 
-def _latest(session: Session, node_id: str, kinds: tuple[str, ...], event: str | None = None) -> NodeEvent | None:
-    query = select(NodeEvent).where(NodeEvent.node_id == node_id, NodeEvent.kind.in_(kinds))
-    if event is not None:
-        query = query.where(NodeEvent.event == event)
-    return session.execute(query.order_by(NodeEvent.id.desc()).limit(1)).scalar_one_or_none()
-
-
 def _what_changed(before: dict[str, Any] | None, now: NodeStatus) -> str:
     owner = now.extra.get("owner", "")
     if not now.power.reachable and (before is None or before.get("reachable", True)):
@@ -201,23 +174,6 @@ def _event_row(
     }
 
 
-@contextmanager
-def _cluster_lock(db: Database, cluster: str) -> Iterator[bool]:
-    """One sync per cluster at a time across processes (PostgreSQL advisory lock); SQLite needs none."""
-    if db.dialect != "postgresql":
-        yield True
-        return
-    key = zlib.crc32(f"gpufleet-sync:{cluster}".encode())
-    with db.engine.connect() as conn:
-        got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
-        try:
-            yield got
-        finally:
-            if got:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            conn.commit()
-
-
 class _Sync:
     def __init__(
         self, db: Database, driver: ClusterDriver, report: SyncReport, settings: SyncSettings, actor: Actor
@@ -235,14 +191,14 @@ class _Sync:
             return
         with self.db.transaction() as session:
             if lock:
-                session.execute(select(Node.id).where(Node.id == node.id).with_for_update())
-            session.execute(insert(NodeEvent), rows)
+                store.lock_node(session, node.id)
+            store.add_events(session, rows)
 
     def observe(self, node: _Node, status: NodeStatus) -> None:
         """Record what the scheduler says when it differs from what was last recorded; inside one transaction."""
         with self.db.transaction() as session:
-            session.execute(select(Node.id).where(Node.id == node.id).with_for_update())
-            last = _latest(session, node.id, (OBSERVED,))
+            store.lock_node(session, node.id)
+            last = store.latest_event(session, node.id, (OBSERVED,))
             before = last.data if last is not None else None
             seen = _observation(status)
             if before is not None and all(before.get(k) == seen.get(k) for k in _FINGERPRINT):
@@ -252,9 +208,8 @@ class _Sync:
             user = status.extra.get("reason_user")
             actor = f"{self.source}:{user}" if user else self.source
             reason = status.reason or f"scheduler reports {status.native_state}"
-            session.execute(
-                insert(NodeEvent),
-                [_event_row(node, OBSERVED, what, actor, reason, seen, self.actor.correlation_id, self.now)],
+            store.add_events(
+                session, [_event_row(node, OBSERVED, what, actor, reason, seen, self.actor.correlation_id, self.now)]
             )
             self.report.observed.append(
                 {
@@ -267,19 +222,11 @@ class _Sync:
             )
             self._track_reboot(session, node, status)
 
-    def _track_reboot(self, session: Session, node: _Node, status: NodeStatus) -> None:
-        asked = _latest(session, node.id, (ACTION,), "reboot")
+    def _track_reboot(self, session: UnitOfWork, node: _Node, status: NodeStatus) -> None:
+        asked = store.latest_event(session, node.id, (ACTION,), "reboot")
         if asked is None:
             return
-        done = session.execute(
-            select(func.count())
-            .select_from(NodeEvent)
-            .where(
-                NodeEvent.node_id == node.id,
-                NodeEvent.id > asked.id,
-                NodeEvent.event.in_(("reboot_returned", "reboot_failed")),
-            )
-        ).scalar_one()
+        done = store.reboot_outcomes_after(session, node.id, asked.id)
         if done:
             return
         booted = status.power.booted_at
@@ -297,7 +244,7 @@ class _Sync:
                 self.actor.correlation_id,
                 self.now,
             )
-            session.execute(insert(NodeEvent), [row])
+            store.add_events(session, [row])
             self.report.observed.append({"node": node.hostname, "event": "reboot_returned", "seconds": seconds})
             return
         timed_out = status.extra.get("reboot_timed_out") == "true"
@@ -326,7 +273,7 @@ class _Sync:
                     self.now,
                 ),
             ]
-            session.execute(insert(NodeEvent), rows)
+            store.add_events(session, rows)
             self.report.observed.append({"node": node.hostname, "event": "reboot_failed"})
             self.report.escalated.append({"node": node.hostname, "action": "reboot", "why": why})
 
@@ -346,21 +293,10 @@ class _Sync:
 
     def _failed(self, node: _Node, action: str, exc: DriverError) -> None:
         with self.db.transaction() as session:
-            session.execute(select(Node.id).where(Node.id == node.id).with_for_update())
-            last_ok = _latest(session, node.id, (ACTION,), action)
+            store.lock_node(session, node.id)
+            last_ok = store.latest_event(session, node.id, (ACTION,), action)
             since = last_ok.id if last_ok is not None else 0
-            earlier = (
-                session.execute(
-                    select(NodeEvent.kind).where(
-                        NodeEvent.node_id == node.id,
-                        NodeEvent.id > since,
-                        NodeEvent.event == action,
-                        NodeEvent.kind.in_((FAILED, ESCALATED)),
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            earlier = store.event_kinds_after(session, node.id, since, action, (FAILED, ESCALATED))
             if ESCALATED in earlier:
                 self.report.failures.append({"node": node.hostname, "action": action, "error": str(exc)})
                 return  # already escalated: keep trying quietly until it works
@@ -385,18 +321,13 @@ class _Sync:
                     )
                 )
                 self.report.escalated.append({"node": node.hostname, "action": action, "error": str(exc)})
-            session.execute(insert(NodeEvent), rows)
+            store.add_events(session, rows)
         self.report.failures.append({"node": node.hostname, "action": action, "error": str(exc), "attempt": attempts})
 
     def hold_reason(self, node: _Node) -> str:
         """A reason naming what gpufleet holds the node for: its case or maintenance, else its lifecycle event."""
         with self.db.reader() as session:
-            last = session.execute(
-                select(NodeEvent.id, NodeEvent.reason, NodeEvent.data)
-                .where(NodeEvent.node_id == node.id, NodeEvent.kind == "transition")
-                .order_by(NodeEvent.id.desc())
-                .limit(1)
-            ).one_or_none()
+            last = store.last_transition(session, node.id)
         if last is None:
             return tag_reason(node.state.value)
         data = last.data or {}
@@ -429,7 +360,7 @@ class _Sync:
                     lambda: self.driver.uncordon(node.hostname, "in service"),
                 )
             return
-        if node.state not in HOLD_STATES:
+        if node.state not in HELD_STATES:
             return
         reason = self.hold_reason(node)
         if node.state is NodeState.DRAINING:
@@ -455,7 +386,7 @@ class _Sync:
 
     def transition(self, node: _Node, event: str, reason: str) -> None:
         with self.db.transaction() as session:
-            current = session.execute(select(Node.state).where(Node.id == node.id).with_for_update()).scalar_one()
+            current = store.locked_state(session, node.id)
             if current != node.state.value:
                 return  # someone moved it meanwhile; the next run looks again
             result = apply_transition(
@@ -471,12 +402,7 @@ def _accepts(method: Any, parameter: str) -> bool:
 
 def _nodes(db: Database, cluster: str) -> list[_Node]:
     with db.reader() as session:
-        rows = session.execute(
-            select(Node.id, Node.hostname, Node.state, Node.state_since, Node.cluster_id)
-            .join(Cluster, Cluster.id == Node.cluster_id)
-            .where(Cluster.name == cluster)
-            .order_by(Node.hostname)
-        ).all()
+        rows = store.cluster_nodes(session, cluster)
     return [_Node(r.id, r.hostname, NodeState(r.state), r.state_since, r.cluster_id) for r in rows]
 
 
@@ -488,7 +414,7 @@ def sync_cluster(
         raise Forbidden("syncing a cluster needs the operator role")
     target = cluster_target(db, cluster)
     report = SyncReport(cluster, target.driver, db.clock.now())
-    with _cluster_lock(db, cluster) as got:
+    with store.cluster_lock(db, cluster) as got:
         if not got:
             report.skipped = True
             return report
@@ -550,12 +476,8 @@ def resume_in_scheduler(
     now = db.clock.now()
     with db.reader() as session:
         node_id = resolve_node_id(session, node_ref, actor, now)
-        row = session.execute(
-            select(Node.hostname, Node.state, Node.state_since, Node.cluster_id, Cluster.name)
-            .join(Cluster, Cluster.id == Node.cluster_id)
-            .where(Node.id == node_id)
-        ).one()
-    if NodeState(row.state) in HOLD_STATES:
+        row = store.node_with_cluster(session, node_id)
+    if NodeState(row.state) in HELD_STATES:
         raise InvalidInput(
             f"gpufleet holds this node ({row.state}); move it back to service through its lifecycle instead",
             field="node",
@@ -575,7 +497,7 @@ def resume_in_scheduler(
     data = {"driver": target.driver, "override": override}
     rows = [_event_row(node, ACTION, "uncordon", actor.name, text_reason, data, actor.correlation_id, now)]
     with db.transaction() as session:
-        session.execute(insert(NodeEvent), rows)
+        store.add_events(session, rows)
     return {"node": row.hostname, "cluster": row.name, "resumed": True, "override": override}
 
 
@@ -589,11 +511,7 @@ def reboot_in_scheduler(
     now = db.clock.now()
     with db.reader() as session:
         node_id = resolve_node_id(session, node_ref, actor, now)
-        row = session.execute(
-            select(Node.hostname, Node.state, Node.state_since, Node.cluster_id, Cluster.name)
-            .join(Cluster, Cluster.id == Node.cluster_id)
-            .where(Node.id == node_id)
-        ).one()
+        row = store.node_with_cluster(session, node_id)
     target = cluster_target(db, row.name)
     driver = (registry or default_registry()).create(target)
     node = _Node(node_id, row.hostname, NodeState(row.state), row.state_since, row.cluster_id)
@@ -612,9 +530,8 @@ def reboot_in_scheduler(
         "booted_at": before.booted_at.isoformat() if before.booted_at else None,
     }
     with db.transaction() as session:
-        session.execute(
-            insert(NodeEvent),
-            [_event_row(node, ACTION, "reboot", actor.name, text_reason, data, actor.correlation_id, now)],
+        store.add_events(
+            session, [_event_row(node, ACTION, "reboot", actor.name, text_reason, data, actor.correlation_id, now)]
         )
     return {"node": row.hostname, "cluster": row.name, "reboot": "requested", "hold": hold}
 
@@ -622,10 +539,4 @@ def reboot_in_scheduler(
 def synced_clusters(db: Database) -> list[str]:
     """Clusters with a real driver (not simulated) and not decommissioned: what the sync controller works on."""
     with db.reader() as session:
-        return list(
-            session.execute(
-                select(Cluster.name)
-                .where(Cluster.driver.in_(("slurm", "kubernetes")), Cluster.status != "decommissioned")
-                .order_by(Cluster.name)
-            ).scalars()
-        )
+        return store.synced_cluster_names(session)

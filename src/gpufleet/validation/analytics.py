@@ -8,17 +8,12 @@ records. Only the bans and the admissions of banned nodes reach Python, where th
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, TypeVarTuple
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Double, Row, Select, cast, func, literal, select
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import Cluster, Node, NodeBan, Sku, Supplier, ValidationAttempt, ValidationResult
 from gpufleet.domain.validation import FULL_PATHS
 from gpufleet.domain.validation_analytics import (
     Admission,
-    BanMark,
     OutcomeCounts,
     RebanRate,
     ThresholdRow,
@@ -27,14 +22,14 @@ from gpufleet.domain.validation_analytics import (
     threshold_from_counts,
 )
 from gpufleet.platform.context import SYSTEM, Actor
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput, NotFound
+from gpufleet.validation import store
+from gpufleet.validation.store import ScopeIds
 
 GROUPINGS = ("supplier", "sku", "cluster", "month")
 DEFAULT_DAYS = 30
 MAX_DAYS = 3650
-A = ValidationAttempt
-Columns = TypeVarTuple("Columns")
 
 
 @dataclass(frozen=True)
@@ -47,22 +42,10 @@ class Scope:
         return {"cluster": self.cluster, "supplier": self.supplier, "sku": self.sku}
 
 
-@dataclass
-class _Ids:
-    cluster: int | None = None
-    supplier: int | None = None
-    sku: int | None = None
-    names: dict[str, dict[int, str]] = field(default_factory=dict)
-
-
-def _resolve(session: Session, scope: Scope) -> _Ids:
-    ids = _Ids()
-    for kind, model, wanted in (
-        ("cluster", Cluster, scope.cluster),
-        ("supplier", Supplier, scope.supplier),
-        ("sku", Sku, scope.sku),
-    ):
-        names = {i: n for i, n in session.execute(select(model.id, model.name))}
+def _resolve(session: UnitOfWork, scope: Scope) -> ScopeIds:
+    ids = ScopeIds()
+    for kind, wanted in (("cluster", scope.cluster), ("supplier", scope.supplier), ("sku", scope.sku)):
+        names = store.names_by_id(session, kind)
         ids.names[kind] = names
         if wanted is not None:
             matches = [i for i, n in names.items() if n == wanted.strip()]
@@ -79,60 +62,16 @@ def _check(actor: Actor, days: int) -> None:
         raise InvalidInput(f"the re-ban window is 1 to {MAX_DAYS} days", field="days")
 
 
-def _node_scope(query: Select[*Columns], ids: _Ids) -> Select[*Columns]:
-    if ids.supplier is not None:
-        query = query.where(Node.supplier_id == ids.supplier)
-    if ids.sku is not None:
-        query = query.where(Node.sku_id == ids.sku)
-    return query
-
-
-def _epoch(session: Session, column: Any) -> Any:
-    """A stored time as seconds since the epoch, computed by the database: a hundred thousand of them reach Python
-    as plain floats instead of parsed datetimes."""
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(func.extract("epoch", column), Double)
-    return (func.julianday(column) - 2440587.5) * 86400.0
-
-
-def _month(session: Session, column: Any) -> Any:
-    """'YYYY-MM' of a stored time, in UTC."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM")
-    return func.strftime("%Y-%m", column)
-
-
-def _scoped(query: Select[*Columns], ids: _Ids, by_node: bool, by_cluster: bool = True) -> Select[*Columns]:
-    """Narrow a query over attempts to the scope; joins the node only when its supplier or SKU is needed."""
-    if by_cluster and ids.cluster is not None:
-        query = query.where(A.cluster_id == ids.cluster)
-    if by_node or ids.supplier is not None or ids.sku is not None:
-        query = _node_scope(query.join_from(A, Node, Node.id == A.node_id), ids)
-    return query
-
-
-def _bans(session: Session, ids: _Ids) -> list[BanMark]:
-    query = select(NodeBan.node_id, NodeBan.cluster_id, _epoch(session, NodeBan.at))
-    if ids.supplier is not None or ids.sku is not None:
-        query = _node_scope(query.join(Node, Node.id == NodeBan.node_id), ids)
-    return [BanMark(*row) for row in session.execute(query)]
-
-
-def _rebanned_admissions(session: Session, ids: _Ids, days: int, key: Any = None) -> list[Row[Any]]:
-    """The admissions that a re-ban followed, with their cluster, path and ``key``.
+def _rebanned_admissions(session: UnitOfWork, ids: ScopeIds, days: int, by: str | None = None) -> list[Any]:
+    """The admissions that a re-ban followed, with their cluster, path and ``key`` (the group ``by`` names).
 
     Only nodes that were ever banned can have one, so only their admissions (in every cluster: a later admission
     elsewhere ends a window) are read; everything else is counted in SQL.
     """
-    query = select(
-        A.node_id,
-        A.cluster_id,
-        A.path,
-        _epoch(session, A.finished_at).label("finished"),
-        (key if key is not None else literal(None)).label("key"),
-    ).where(A.status == "passed", A.node_id.in_(select(NodeBan.node_id)))
-    rows = session.execute(_scoped(query, ids, by_node=key is not None, by_cluster=False)).all()
-    flags = rebanned([Admission(r.node_id, r.cluster_id, r.finished) for r in rows], _bans(session, ids), days)
+    rows = store.admissions_of_banned_nodes(session, ids, by)
+    flags = rebanned(
+        [Admission(r.node_id, r.cluster_id, r.finished) for r in rows], store.ban_marks(session, ids), days
+    )
     return [r for r, flag in zip(rows, flags, strict=True) if flag and (ids.cluster in (None, r.cluster_id))]
 
 
@@ -178,17 +117,8 @@ def reban_report(
     scope = scope or Scope()
     with db.reader() as session:
         ids = _resolve(session, scope)
-        key = {
-            "supplier": Node.supplier_id,
-            "sku": Node.sku_id,
-            "cluster": A.cluster_id,
-            "month": _month(session, A.finished_at),
-        }[by]
-        counted = select(key, func.count()).where(A.status == "passed").group_by(key)
-        admissions: dict[Any, int] = dict(
-            session.execute(_scoped(counted, ids, by_node=by in ("supplier", "sku"))).all()
-        )
-        again = Counter(r.key for r in _rebanned_admissions(session, ids, days, key))
+        admissions = store.admissions_by(session, ids, by)
+        again = Counter(r.key for r in _rebanned_admissions(session, ids, days, by))
 
     def name(raw: Any) -> str:
         return str(raw) if by == "month" else ids.names[by].get(raw, f"#{raw}")
@@ -224,19 +154,6 @@ class ThresholdReport:
         }
 
 
-def _pass_gpu_hours(session: Session, ids: _Ids) -> dict[int, float]:
-    """GPU-hours per pass number over completed full-suite attempts in scope: one GROUP BY over the pass records."""
-    query = (
-        select(ValidationResult.pass_number, func.sum(ValidationResult.seconds * A.gpus))
-        .join(A, A.id == ValidationResult.attempt_id)
-        .where(A.status != "in_progress", A.path.in_(sorted(FULL_PATHS)))
-        .group_by(ValidationResult.pass_number)
-    )
-    return {
-        number: float(seconds or 0) / 3600 for number, seconds in session.execute(_scoped(query, ids, by_node=False))
-    }
-
-
 def threshold_report(
     db: Database, actor: Actor, scope: Scope | None = None, days: int = DEFAULT_DAYS
 ) -> ThresholdReport:
@@ -246,14 +163,9 @@ def threshold_report(
     full = sorted(p.value for p in FULL_PATHS)
     with db.reader() as session:
         ids = _resolve(session, scope)
-        counted = (
-            select(A.passes_required, A.first_failed_pass, func.count())
-            .where(A.status != "in_progress", A.path.in_(full))
-            .group_by(A.passes_required, A.first_failed_pass)
-        )
-        groups = session.execute(_scoped(counted, ids, by_node=False)).all()
+        groups = store.outcome_groups(session, ids, full)
         again = sum(1 for r in _rebanned_admissions(session, ids, days) if r.path in full)
-        hours = _pass_gpu_hours(session, ids)
+        hours = store.pass_gpu_hours(session, ids)
     first_failures: Counter[int] = Counter()
     for _, first, count in groups:
         if first is not None:
@@ -282,9 +194,7 @@ def validation_figures(db: Database, days: int = DEFAULT_DAYS) -> dict[str, Any]
     """``reban_rate_by_supplier`` (supplier -> rate) and ``validation_gpu_hours`` (every recorded pass, every path),
     the two validation figures a fleet or simulator report carries."""
     with db.reader() as session:
-        seconds = session.execute(
-            select(func.sum(ValidationResult.seconds * A.gpus)).join(A, A.id == ValidationResult.attempt_id)
-        ).scalar_one()
+        seconds = store.validation_gpu_seconds(session)
     rates = reban_report(db, SYSTEM, "supplier", days)
     return {
         "reban_rate_by_supplier": {r.group: r.rate for r in rates.rates},

@@ -10,16 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import Cluster, Node, NodeBan, ValidationAttempt
+from gpufleet.adapters.db.models import NodeBan
 from gpufleet.domain.lifecycle import NodeState
 from gpufleet.fleet.lifecycle import apply_transition, check_reason
 from gpufleet.fleet.refs import resolve_node_id
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput
+from gpufleet.validation import store
 
 MAX_SOURCE = 100
 
@@ -48,28 +46,17 @@ class BanResult:
         }
 
 
-def _last_admission(session: Session, node_id: str, cluster_id: int) -> datetime | None:
-    return session.execute(
-        select(func.max(ValidationAttempt.finished_at)).where(
-            ValidationAttempt.node_id == node_id,
-            ValidationAttempt.cluster_id == cluster_id,
-            ValidationAttempt.status == "passed",
-        )
-    ).scalar_one_or_none()
-
-
-def _duplicate(session: Session, node_id: str, cluster_id: int, state: str, at: datetime | None) -> NodeBan | None:
+def _duplicate(session: UnitOfWork, node_id: str, cluster_id: int, state: str, at: datetime | None) -> NodeBan | None:
     """The ban this request repeats, if any. A backfill (explicit time) repeats a ban at the same time; a ban now
     repeats the latest one when the node has not been back in service or admitted since."""
-    query = select(NodeBan).where(NodeBan.node_id == node_id, NodeBan.cluster_id == cluster_id)
     if at is not None:
-        return session.execute(query.where(NodeBan.at == at).limit(1)).scalar_one_or_none()
+        return store.ban_at(session, node_id, cluster_id, at)
     if state == NodeState.IN_SERVICE:
         return None
-    latest = session.execute(query.order_by(NodeBan.at.desc()).limit(1)).scalar_one_or_none()
+    latest = store.latest_ban(session, node_id, cluster_id)
     if latest is None:
         return None
-    admitted = _last_admission(session, node_id, cluster_id)
+    admitted = store.last_admission(session, node_id, cluster_id)
     return latest if admitted is None or latest.at > admitted else None
 
 
@@ -99,18 +86,14 @@ def ban_node(
         raise InvalidInput("a ban cannot be in the future", field="at")
     with db.transaction() as session:
         node_id = resolve_node_id(session, node_ref, actor, now)
-        node = session.execute(
-            select(Node.state, Node.cluster_id, Cluster.name)
-            .join(Cluster, Cluster.id == Node.cluster_id)
-            .where(Node.id == node_id)
-            .with_for_update(of=Node)
-        ).one()
+        node = store.node_to_ban(session, node_id)
         existing = _duplicate(session, node_id, node.cluster_id, node.state, at)
         if existing is not None:
             return BanResult(
                 existing.id, node_id, node.name, existing.at, existing.reason, existing.source, False, False
             )
-        ban = NodeBan(
+        ban = store.add_ban(
+            session,
             node_id=node_id,
             cluster_id=node.cluster_id,
             at=when,
@@ -120,8 +103,6 @@ def ban_node(
             correlation_id=actor.correlation_id,
             created_at=now,
         )
-        session.add(ban)
-        session.flush()
         quarantined = False
         if at is None and node.state == NodeState.IN_SERVICE:  # a backfilled ban records history only
             apply_transition(session, node_id, "quarantine", f"banned: {text}", actor, now, data={"ban_id": ban.id})
@@ -129,14 +110,15 @@ def ban_node(
         return BanResult(ban.id, node_id, node.name, when, text, source, True, quarantined)
 
 
-def record_ban(session: Session, node_id: str, at: datetime, reason: str, source: str, actor: Actor) -> int:
+def record_ban(session: UnitOfWork, node_id: str, at: datetime, reason: str, source: str, actor: Actor) -> int:
     """Record a ban of ``node_id`` in its current cluster inside the caller's transaction, and nothing else.
 
     For automation (the simulator, a health controller) that takes the node out of service itself, in the same unit
     of work. The caller has checked its own right to act.
     """
-    cluster_id = session.execute(select(Node.cluster_id).where(Node.id == node_id)).scalar_one()
-    ban = NodeBan(
+    cluster_id = store.cluster_of_node(session, node_id)
+    ban = store.add_ban(
+        session,
         node_id=node_id,
         cluster_id=cluster_id,
         at=at,
@@ -146,8 +128,6 @@ def record_ban(session: Session, node_id: str, at: datetime, reason: str, source
         correlation_id=actor.correlation_id,
         created_at=at,
     )
-    session.add(ban)
-    session.flush()
     return ban.id
 
 
@@ -157,14 +137,7 @@ def list_bans(db: Database, actor: Actor, node: str | None = None, limit: int = 
         raise Forbidden("bans are fleet data; a tenant-scoped token cannot read them")
     now = db.clock.now()
     with db.reader() as session:
-        query = (
-            select(NodeBan, Cluster.name)
-            .outerjoin(Cluster, Cluster.id == NodeBan.cluster_id)
-            .order_by(NodeBan.at.desc(), NodeBan.id.desc())
-            .limit(max(1, min(limit, 10_000)))
-        )
-        if node is not None:
-            query = query.where(NodeBan.node_id == resolve_node_id(session, node, actor, now))
+        node_id = resolve_node_id(session, node, actor, now) if node is not None else None
         return [
             {
                 "id": ban.id,
@@ -175,5 +148,5 @@ def list_bans(db: Database, actor: Actor, node: str | None = None, limit: int = 
                 "source": ban.source,
                 "actor": ban.actor,
             }
-            for ban, cluster in session.execute(query)
+            for ban, cluster in store.latest_bans(session, max(1, min(limit, 10_000)), node_id)
         ]

@@ -12,12 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, or_, select, update
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import Cluster, Node, Sku, ValidationAttempt, ValidationResult
 from gpufleet.adapters.formats.validation_results import parse_results
 from gpufleet.domain.inventory_rows import RowError
 from gpufleet.domain.lifecycle import NodeState
@@ -29,15 +25,13 @@ from gpufleet.domain.validation import (
     read_record,
 )
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput
+from gpufleet.validation import store
 from gpufleet.validation.policy import criteria_for, policies_by_cluster
 
 MAX_RECORDS = 1_000_000
 MAX_BYTES = 256 * 1024 * 1024
-CHUNK = 500
-ATTEMPTS = cast(Table, ValidationAttempt.__table__)
-RESULTS = cast(Table, ValidationResult.__table__)
 
 
 @dataclass
@@ -143,25 +137,18 @@ def _signature(reported: str, started: datetime, finished: datetime, checks: Map
 class _Lookups:
     """What the batch refers to, read with a fixed number of chunked queries whatever its size."""
 
-    def __init__(self, session: Session, records: Sequence[ResultRecord]) -> None:
+    def __init__(self, session: UnitOfWork, records: Sequence[ResultRecord]) -> None:
         refs = sorted({r.node for r in records})
         self.by_id: dict[str, _NodeInfo] = {}
         self.by_serial: dict[str, list[_NodeInfo]] = {}
         self.by_hostname: dict[str, list[_NodeInfo]] = {}
-        columns = (Node.id, Node.serial, Node.hostname, Node.state, Node.sku_id)
-        for start in range(0, len(refs), CHUNK):
-            chunk = refs[start : start + CHUNK]
-            where = or_(Node.id.in_(chunk), Node.serial.in_(chunk), Node.hostname.in_(chunk))
-            for row in session.execute(select(*columns).where(where)):
-                info = _NodeInfo(*row)
-                self.by_id[info.id] = info
-                self.by_serial.setdefault(info.serial, []).append(info)
-                self.by_hostname.setdefault(info.hostname, []).append(info)
-        self.clusters: dict[str, int] = dict(session.execute(select(Cluster.name, Cluster.id)).all())
-        self.skus: dict[int, tuple[str, int]] = {
-            sku_id: (model, gpus)
-            for sku_id, model, gpus in session.execute(select(Sku.id, Sku.gpu_model, Sku.gpus_per_node))
-        }
+        for row in store.nodes_named(session, refs):
+            info = _NodeInfo(*row)
+            self.by_id[info.id] = info
+            self.by_serial.setdefault(info.serial, []).append(info)
+            self.by_hostname.setdefault(info.hostname, []).append(info)
+        self.clusters: dict[str, int] = store.cluster_ids(session)
+        self.skus: dict[int, tuple[str, int]] = store.sku_models(session)
         self.policies = policies_by_cluster(session)
         self.attempts: dict[tuple[str, int], _Attempt] = {}
 
@@ -178,46 +165,33 @@ class _Lookups:
                 return None, f"'{ref}' names several nodes ({ids}); use the chassis id"
         return None, f"unknown node '{ref}': no chassis id, serial or hostname matches"
 
-    def load_attempts(self, session: Session, keys: Iterable[tuple[str, int]]) -> None:
+    def load_attempts(self, session: UnitOfWork, keys: Iterable[tuple[str, int]]) -> None:
         wanted = set(keys)
         node_ids = sorted({node_id for node_id, _ in wanted})
-        for start in range(0, len(node_ids), CHUNK):
-            chunk = node_ids[start : start + CHUNK]
-            for row in session.execute(select(ValidationAttempt).where(ValidationAttempt.node_id.in_(chunk))).scalars():
-                key = (row.node_id, row.attempt)
-                if key in wanted:
-                    self.attempts[key] = _Attempt(
-                        row.id,
-                        row.node_id,
-                        row.attempt,
-                        row.cluster_id,
-                        row.path,
-                        row.suite,
-                        row.passes_required,
-                        row.config_version,
-                        row.gpus,
-                        row.status,
-                        row.passes_recorded,
-                        row.first_failed_pass,
-                        row.started_at,
-                        row.finished_at,
-                        was_status=row.status,
-                    )
+        for row in store.attempts_of_nodes(session, node_ids):
+            key = (row.node_id, row.attempt)
+            if key in wanted:
+                self.attempts[key] = _Attempt(
+                    row.id,
+                    row.node_id,
+                    row.attempt,
+                    row.cluster_id,
+                    row.path,
+                    row.suite,
+                    row.passes_required,
+                    row.config_version,
+                    row.gpus,
+                    row.status,
+                    row.passes_recorded,
+                    row.first_failed_pass,
+                    row.started_at,
+                    row.finished_at,
+                    was_status=row.status,
+                )
         by_id = {a.id: a for a in self.attempts.values()}
         ids = sorted(i for i in by_id if i is not None)
-        for start in range(0, len(ids), CHUNK):
-            stored = session.execute(
-                select(
-                    ValidationResult.attempt_id,
-                    ValidationResult.pass_number,
-                    ValidationResult.reported_result,
-                    ValidationResult.started_at,
-                    ValidationResult.finished_at,
-                    ValidationResult.checks,
-                ).where(ValidationResult.attempt_id.in_(ids[start : start + CHUNK]))
-            )
-            for attempt_id, number, reported, started, finished, checks in stored:
-                by_id[attempt_id].passes[number] = (_signature(reported, started, finished, checks or {}), None)
+        for attempt_id, number, reported, started, finished, checks in store.pass_records(session, ids):
+            by_id[attempt_id].passes[number] = (_signature(reported, started, finished, checks or {}), None)
 
 
 def _judged_failed(state: _Attempt) -> bool:
@@ -379,72 +353,11 @@ def _plan_record(record: ResultRecord, look: _Lookups, plan: _Plan, report: Inge
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Writing.
-
-_UPDATE_ATTEMPT = (
-    update(ATTEMPTS)
-    .where(ATTEMPTS.c.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        passes_recorded=bindparam("b_passes"),
-        first_failed_pass=bindparam("b_failed"),
-        started_at=bindparam("b_started", type_=ATTEMPTS.c.started_at.type),
-        finished_at=bindparam("b_finished", type_=ATTEMPTS.c.finished_at.type),
-    )
-)
-
-
-def _write(session: Session, plan: _Plan, now: datetime) -> None:
-    connection = session.connection()
-    if plan.new_attempts:
-        rows = [
-            {
-                "node_id": a.node_id,
-                "attempt": a.attempt,
-                "cluster_id": a.cluster_id,
-                "path": a.path,
-                "suite": a.suite,
-                "passes_required": a.passes_required,
-                "config_version": a.config_version,
-                "gpus": a.gpus,
-                "status": a.status,
-                "passes_recorded": a.passes_recorded,
-                "first_failed_pass": a.first_failed_pass,
-                "started_at": a.started_at,
-                "finished_at": a.finished_at,
-                "created_at": now,
-            }
-            for a in plan.new_attempts
-        ]
-        stmt = insert(ATTEMPTS).returning(ATTEMPTS.c.id, sort_by_parameter_order=True)
-        ids = connection.execute(stmt, rows).scalars().all()
-        for attempt, new_id in zip(plan.new_attempts, ids, strict=True):
-            attempt.id = new_id
-    new = {id(a) for a in plan.new_attempts}
-    updates = [
-        {
-            "b_id": a.id,
-            "b_status": a.status,
-            "b_passes": a.passes_recorded,
-            "b_failed": a.first_failed_pass,
-            "b_started": a.started_at,
-            "b_finished": a.finished_at,
-        }
-        for a in {id(a): a for a, _ in plan.results}.values()
-        if id(a) not in new
-    ]
-    if updates:
-        connection.execute(_UPDATE_ATTEMPT, updates)
-    if plan.results:
-        connection.execute(insert(RESULTS), [{"attempt_id": a.id, **values} for a, values in plan.results])
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Entry points.
 
 
 def record_results(
-    session: Session,
+    session: UnitOfWork,
     rows: Sequence[tuple[int, Mapping[str, Any]]],
     source: str,
     now: datetime,
@@ -486,7 +399,7 @@ def record_results(
                 report.attempts_failed += 1
     if dry_run or (report.errors and not partial):
         return report
-    _write(session, plan, now)
+    store.write_results(session, plan.new_attempts, plan.results, now)
     report.applied = True
     return report
 

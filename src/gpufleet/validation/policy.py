@@ -13,19 +13,8 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from gpufleet.adapters.db.models import (
-    Cluster,
-    ClusterValidationPolicy,
-    Node,
-    NodeBan,
-    NodeEvent,
-    Sku,
-    ValidationAttempt,
-)
-from gpufleet.domain.lifecycle import NodeState
+from gpufleet.adapters.db.models import ClusterValidationPolicy
 from gpufleet.domain.validation import (
     CHECKS,
     HARDWARE_EVENTS,
@@ -36,7 +25,6 @@ from gpufleet.domain.validation import (
     NodeFacts,
     PathDecision,
     PolicyError,
-    ValidationPath,
     ValidationPolicy,
     change_policy,
     hardware_changed_since,
@@ -45,8 +33,9 @@ from gpufleet.domain.validation import (
 )
 from gpufleet.fleet.refs import resolve_node_id
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput, NotFound, ServiceError
+from gpufleet.validation import store
 
 THRESHOLDS_FILE = "validation_thresholds.yaml"
 
@@ -88,9 +77,9 @@ def policy_of(row: ClusterValidationPolicy | None) -> ValidationPolicy:
     return ValidationPolicy(**{name: getattr(row, name) for name in POLICY_FIELDS})
 
 
-def policies_by_cluster(session: Session) -> dict[int, ValidationPolicy]:
+def policies_by_cluster(session: UnitOfWork) -> dict[int, ValidationPolicy]:
     """Every stored policy; clusters missing here use the defaults."""
-    return {row.cluster_id: policy_of(row) for row in session.scalars(select(ClusterValidationPolicy))}
+    return {row.cluster_id: policy_of(row) for row in store.policy_rows(session)}
 
 
 @dataclass(frozen=True)
@@ -127,8 +116,8 @@ def _writer(actor: Actor) -> None:
         raise Forbidden("a tenant-scoped token cannot change validation")
 
 
-def _cluster_id(session: Session, name: str) -> int:
-    cluster_id = session.execute(select(Cluster.id).where(Cluster.name == name.strip())).scalar_one_or_none()
+def _cluster_id(session: UnitOfWork, name: str) -> int:
+    cluster_id = store.cluster_id_named(session, name)
     if cluster_id is None:
         raise NotFound(f"no cluster named '{name}'")
     return cluster_id
@@ -144,7 +133,7 @@ def show_policy(db: Database, cluster: str, actor: Actor) -> PolicyView:
     _reader(actor)
     with db.reader() as session:
         cluster_id = _cluster_id(session, cluster)
-        return _view(cluster.strip(), session.get(ClusterValidationPolicy, cluster_id))
+        return _view(cluster.strip(), store.policy_row(session, cluster_id))
 
 
 def set_policy(
@@ -156,7 +145,7 @@ def set_policy(
         raise InvalidInput(f"name at least one policy field to change: {', '.join(POLICY_FIELDS)}")
     with db.transaction() as session:
         cluster_id = _cluster_id(session, cluster)
-        row = session.get(ClusterValidationPolicy, cluster_id, with_for_update=True)
+        row = store.locked_policy_row(session, cluster_id)
         current_version = row.version if row is not None else 0
         if expected_version is not None and expected_version != current_version:
             raise PolicyConflict(cluster, expected_version, current_version)
@@ -169,14 +158,13 @@ def set_policy(
             return _view(cluster.strip(), row)
         now = db.clock.now()
         if row is None:
-            row = ClusterValidationPolicy(cluster_id=cluster_id, version=0, **after.as_dict())
-            session.add(row)
+            row = store.add_policy(session, cluster_id, after.as_dict())
         for name, value in after.as_dict().items():
             setattr(row, name, value)
         row.version = current_version + 1
         row.updated_at = now
         row.updated_by = actor.name
-        session.flush()
+        store.flush(session)
         return _view(cluster.strip(), row, changed=True)
 
 
@@ -215,20 +203,8 @@ class ValidationPlan:
         }
 
 
-def _history(session: Session, node_id: str) -> list[HistoryEvent]:
-    rows = session.execute(
-        select(
-            NodeEvent.at,
-            NodeEvent.kind,
-            NodeEvent.event,
-            NodeEvent.from_state,
-            NodeEvent.to_state,
-            NodeEvent.cluster_id,
-            NodeEvent.data,
-        )
-        .where(NodeEvent.node_id == node_id, NodeEvent.kind.in_(("transition", "updated", "moved")))
-        .order_by(NodeEvent.id)
-    )
+def _history(session: UnitOfWork, node_id: str) -> list[HistoryEvent]:
+    rows = store.lifecycle_history(session, node_id)
     return [
         HistoryEvent(
             r.at,
@@ -258,51 +234,26 @@ def _as_seen(event: str | None, data: dict[str, Any]) -> str | None:
     return event
 
 
-def _canary(session: Session, node_id: str, cluster_id: int, version: str | None) -> tuple[bool, str | None]:
+def _canary(session: UnitOfWork, node_id: str, cluster_id: int, version: str | None) -> tuple[bool, str | None]:
     """Whether the cluster's configuration still needs a canary, and which other node is running it."""
     if version is None:
         return False, None
-    attempts = select(ValidationAttempt.id).where(
-        ValidationAttempt.cluster_id == cluster_id, ValidationAttempt.config_version == version
-    )
-    if session.execute(attempts.where(ValidationAttempt.status == "passed").limit(1)).first() is not None:
+    if store.config_admitted(session, cluster_id, version):
         return False, None
-    running = session.execute(
-        select(ValidationAttempt.node_id)
-        .join(Node, Node.id == ValidationAttempt.node_id)
-        .where(
-            ValidationAttempt.cluster_id == cluster_id,
-            ValidationAttempt.config_version == version,
-            ValidationAttempt.path == ValidationPath.CANARY.value,
-            ValidationAttempt.status == "in_progress",
-            ValidationAttempt.node_id != node_id,
-            Node.state == NodeState.VALIDATING.value,  # an abandoned canary must not hold the cluster forever
-        )
-        .order_by(ValidationAttempt.started_at)
-        .limit(1)
-    ).scalar_one_or_none()
-    return True, running
+    return True, store.canary_running_elsewhere(session, node_id, cluster_id, version)
 
 
-def plan_for_node(session: Session, node_id: str, now: datetime) -> ValidationPlan:
+def plan_for_node(session: UnitOfWork, node_id: str, now: datetime) -> ValidationPlan:
     """The path, suite and passes ``node_id`` should run now in its current cluster, inside the caller's session."""
-    node = session.execute(
-        select(Node.cluster_id, Cluster.name, Sku.gpu_model)
-        .join(Cluster, Cluster.id == Node.cluster_id)
-        .join(Sku, Sku.id == Node.sku_id)
-        .where(Node.id == node_id)
-    ).one_or_none()
+    node = store.node_for_plan(session, node_id)
     if node is None:
         raise NotFound(f"no node with chassis id '{node_id}'")
-    policy = policy_of(session.get(ClusterValidationPolicy, node.cluster_id))
+    policy = policy_of(store.policy_row(session, node.cluster_id))
     events = _history(session, node_id)
     healthy = last_healthy_in_cluster(events, node.cluster_id, now)
     banned = False
     if healthy is not None:
-        banned = (
-            session.execute(select(NodeBan.id).where(NodeBan.node_id == node_id, NodeBan.at > healthy).limit(1)).first()
-            is not None
-        )
+        banned = store.banned_since(session, node_id, healthy)
     needed, elsewhere = _canary(session, node_id, node.cluster_id, policy.config_version)
     facts = NodeFacts(
         last_healthy=healthy,
@@ -311,9 +262,7 @@ def plan_for_node(session: Session, node_id: str, now: datetime) -> ValidationPl
         canary_needed=needed,
         canary_elsewhere=elsewhere,
     )
-    last = session.execute(
-        select(func.max(ValidationAttempt.attempt)).where(ValidationAttempt.node_id == node_id)
-    ).scalar_one()
+    last = store.last_attempt(session, node_id)
     return ValidationPlan(
         node_id=node_id,
         cluster=node.name,
