@@ -7,21 +7,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import ValidationAttempt
+from gpufleet.fleet import store
+from gpufleet.platform.database import UnitOfWork
 
 
-def passed_validation(session: Session, node_id: str, cluster_id: int, since: datetime) -> bool:
+def passed_validation(session: UnitOfWork, node_id: str, cluster_id: int, since: datetime) -> bool:
     """True when the node's latest attempt passed, in the cluster it is in now, and finished at or after ``since``
     (when it entered validating). A later failing or unfinished attempt outweighs an earlier pass."""
-    latest = session.execute(
-        select(ValidationAttempt.status, ValidationAttempt.cluster_id, ValidationAttempt.finished_at)
-        .where(ValidationAttempt.node_id == node_id)
-        .order_by(ValidationAttempt.attempt.desc())
-        .limit(1)
-    ).one_or_none()
+    latest = store.latest_validation(session, node_id)
     return (
         latest is not None
         and latest.status == "passed"

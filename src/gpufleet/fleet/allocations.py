@@ -10,11 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import Allocation, Node, NodeEvent, Tenant
-from gpufleet.domain.lifecycle import NodeState
+from gpufleet.domain.lifecycle import LEAVING_STATES
+from gpufleet.fleet import store
 from gpufleet.fleet.refs import resolve_node_id
 from gpufleet.platform.context import Actor, Role
 from gpufleet.platform.database import Database
@@ -22,7 +19,6 @@ from gpufleet.platform.errors import Forbidden, InvalidInput, NotFound, ServiceE
 
 MAX_PROJECT = 100
 MAX_REASON = 2000
-_UNALLOCATABLE = frozenset({NodeState.DECOMMISSIONING.value, NodeState.DECOMMISSIONED.value})
 
 
 class AllocationConflict(ServiceError):
@@ -61,27 +57,6 @@ def _as_dict(row: Any, tenant: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def _event(
-    session: Session, node_id: str, kind: str, reason: str, actor: Actor, now: datetime, data: dict[str, Any]
-) -> None:
-    state, cluster_id = session.execute(select(Node.state, Node.cluster_id).where(Node.id == node_id)).one()
-    session.execute(
-        insert(NodeEvent).values(
-            node_id=node_id,
-            at=now,
-            kind=kind,
-            event=None,
-            from_state=state,
-            to_state=state,
-            actor=actor.name,
-            reason=reason,
-            correlation_id=actor.correlation_id,
-            cluster_id=cluster_id,
-            data=data,
-        )
-    )
-
-
 def allocate(
     db: Database,
     node_ref: str,
@@ -108,20 +83,11 @@ def allocate(
     with db.transaction() as session:
         node_id = resolve_node_id(session, node_ref, actor, now)
         # Lock the node so two allocations for it are decided one after the other.
-        state = session.execute(select(Node.state).where(Node.id == node_id).with_for_update()).scalar_one()
-        tenant_id = session.execute(select(Tenant.id).where(Tenant.name == tenant)).scalar_one_or_none()
+        state = store.lock_node_state(session, node_id)
+        tenant_id = store.tenant_id_named(session, tenant)
         if tenant_id is None:
             raise InvalidInput(f"unknown tenant '{tenant}'", field="tenant")
-        overlapping = session.execute(
-            select(Allocation, Tenant.name)
-            .join(Tenant, Tenant.id == Allocation.tenant_id)
-            .where(
-                Allocation.node_id == node_id,
-                or_(Allocation.ends_at.is_(None), Allocation.ends_at > start),
-                *([Allocation.starts_at < ends_at] if ends_at is not None else []),
-            )
-            .order_by(Allocation.starts_at)
-        ).all()
+        overlapping = store.overlapping_allocations(session, node_id, start, ends_at)
         for existing, holder in overlapping:
             same_start = existing.starts_at == starts_at or (starts_at is None and existing.starts_at <= now)
             same_request = existing.tenant_id == tenant_id and existing.project == project
@@ -132,17 +98,12 @@ def allocate(
                 f"{existing.starts_at.isoformat()} to {existing.ends_at.isoformat() if existing.ends_at else 'open'}); "
                 "end that allocation first"
             )
-        if state in _UNALLOCATABLE:
+        if state in LEAVING_STATES:
             raise AllocationConflict(f"node {node_id} is {state} and cannot be allocated")
-        allocation_id = session.execute(
-            insert(Allocation)
-            .values(node_id=node_id, tenant_id=tenant_id, project=project, starts_at=start, ends_at=ends_at)
-            .returning(Allocation.id)
-        ).scalar_one()
-        row = session.execute(select(Allocation).where(Allocation.id == allocation_id)).scalar_one()
+        row = store.insert_allocation(session, node_id, tenant_id, project, start, ends_at)
         result = _as_dict(row, tenant, now)
         text = (reason or "").strip() or f"allocated to tenant {tenant}" + (f" project {project}" if project else "")
-        _event(session, node_id, "allocated", text, actor, now, {"allocation": result})
+        store.record_node_event(session, node_id, "allocated", text, actor, now, {"allocation": result})
     return AllocationResult(result, changed=True)
 
 
@@ -153,23 +114,18 @@ def end_allocation(db: Database, allocation_id: int, actor: Actor, reason: str |
         raise InvalidInput(f"the reason is longer than {MAX_REASON} characters", field="reason")
     now = db.clock.now()
     with db.transaction() as session:
-        found = session.execute(
-            select(Allocation, Tenant.name)
-            .join(Tenant, Tenant.id == Allocation.tenant_id)
-            .where(Allocation.id == allocation_id)
-            .with_for_update(of=Allocation)
-        ).one_or_none()
+        found = store.lock_allocation(session, allocation_id)
         if found is None:
             raise NotFound(f"no allocation with id {allocation_id}")
         row, tenant = found
         if row.ends_at is not None and row.ends_at <= now:
             return AllocationResult(_as_dict(row, tenant, now), changed=False)
         ends_at = max(now, row.starts_at)
-        session.execute(update(Allocation).where(Allocation.id == allocation_id).values(ends_at=ends_at))
+        store.set_allocation_end(session, allocation_id, ends_at)
         row.ends_at = ends_at
         result = _as_dict(row, tenant, now)
         text = (reason or "").strip() or f"released from tenant {tenant}"
-        _event(session, row.node_id, "released", text, actor, now, {"allocation": result})
+        store.record_node_event(session, row.node_id, "released", text, actor, now, {"allocation": result})
     return AllocationResult(result, changed=True)
 
 
@@ -181,14 +137,6 @@ def list_allocations(
         raise Forbidden("a tenant-scoped token cannot list allocations")
     now = db.clock.now()
     with db.reader() as session:
-        query = select(Allocation, Tenant.name).join(Tenant, Tenant.id == Allocation.tenant_id)
-        if node_ref:
-            query = query.where(Allocation.node_id == resolve_node_id(session, node_ref, actor, now))
-        if tenant:
-            query = query.where(Tenant.name == tenant)
-        if active:
-            query = query.where(
-                Allocation.starts_at <= now, or_(Allocation.ends_at.is_(None), Allocation.ends_at > now)
-            )
-        rows = session.execute(query.order_by(Allocation.starts_at.desc(), Allocation.id.desc()).limit(1000)).all()
+        node_id = resolve_node_id(session, node_ref, actor, now) if node_ref else None
+        rows = store.allocations(session, now, node_id, tenant, active)
         return [_as_dict(row, name, now) for row, name in rows]

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from importlib.resources import as_file, files
 from typing import Any
 
-from sqlalchemy import func, select
-
 from gpufleet.adapters.db.models import Node, Supplier
 from gpufleet.domain.lifecycle import NodeState
+from gpufleet.fleet import store
 from gpufleet.fleet.inventory import ImportReport, import_nodes
 from gpufleet.fleet.reference import FleetDocument, FleetReport, import_fleet, load_fleet_file
 from gpufleet.platform.context import Actor
@@ -198,8 +197,8 @@ def demo_inventory() -> list[dict[str, Any]]:
 
 def is_empty(db: Database) -> bool:
     with db.reader() as session:
-        suppliers = session.execute(select(func.count()).select_from(Supplier)).scalar_one()
-        nodes = session.execute(select(func.count()).select_from(Node)).scalar_one()
+        suppliers = store.count_rows(session, Supplier)
+        nodes = store.count_rows(session, Node)
     return suppliers == 0 and nodes == 0
 
 

@@ -13,17 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, insert, or_, select
-from sqlalchemy.orm import Session, aliased
-
-from gpufleet.adapters.db.models import Cluster, Node, NodeEvent
 from gpufleet.domain.lifecycle import STATE_POLICIES, NodeState, deadline, is_overdue
-from gpufleet.fleet.refs import tenant_visibility
+from gpufleet.fleet import store
 from gpufleet.platform.context import Actor, Role
 from gpufleet.platform.database import Database
 from gpufleet.platform.errors import Forbidden
 
-ESCALATED = "escalated"
+ESCALATED = store.ESCALATED
 BATCH = 500
 
 
@@ -72,52 +68,6 @@ class EscalationReport:
         }
 
 
-def _overdue(now: datetime) -> ColumnElement[bool]:
-    """SQL for "past its state's time limit", one term per timed state, so the state index does the work."""
-    terms = [
-        and_(Node.state == state.value, Node.state_since <= now - policy.time_limit)
-        for state, policy in STATE_POLICIES.items()
-        if policy.time_limit is not None
-    ]
-    return or_(*terms) if terms else false()
-
-
-def _escalation_of_this_stay() -> Select[Any]:
-    """Escalation events written during the node's current stay in its state.
-
-    An escalation counts for the current stay when it names the same state, was written no earlier than the node
-    entered it, and no transition came after it (which also covers leaving and re-entering at the same instant).
-    """
-    later = aliased(NodeEvent)
-    return select(NodeEvent.at).where(
-        NodeEvent.node_id == Node.id,
-        NodeEvent.kind == ESCALATED,
-        NodeEvent.from_state == Node.state,
-        NodeEvent.at >= Node.state_since,
-        ~select(later.id)
-        .where(later.node_id == NodeEvent.node_id, later.kind == "transition", later.id > NodeEvent.id)
-        .exists(),
-    )
-
-
-def _stuck_query(now: datetime) -> Select[*tuple[Any, ...]]:
-    escalated_at = _escalation_of_this_stay().with_only_columns(func.max(NodeEvent.at)).scalar_subquery()
-    return (
-        select(
-            Node.id,
-            Node.hostname,
-            Node.serial,
-            Node.state,
-            Node.state_since,
-            Node.cluster_id,
-            Cluster.name.label("cluster"),
-            escalated_at.label("escalated_at"),
-        )
-        .join(Cluster, Cluster.id == Node.cluster_id)
-        .where(_overdue(now))
-    )
-
-
 def _to_stuck(row: Any, now: datetime) -> StuckNode | None:
     state = NodeState(row.state)
     # The SQL filter narrows; the domain rule decides, so the two can never disagree about who is overdue.
@@ -144,30 +94,10 @@ def _to_stuck(row: Any, now: datetime) -> StuckNode | None:
 def find_stuck(db: Database, actor: Actor, cluster: str | None = None) -> list[StuckNode]:
     """Every node past its state's time limit, longest overdue first, with when it was escalated (if it was)."""
     now = db.clock.now()
-    query = _stuck_query(now)
-    if cluster:
-        query = query.where(Cluster.name == cluster)
-    visibility = tenant_visibility(actor, now)
-    if visibility is not None:
-        query = query.where(visibility)
     with db.reader() as session:
-        rows = session.execute(query.order_by(Node.id)).all()
+        rows = store.stuck_nodes(session, actor, now, cluster)
     stuck = [s for s in (_to_stuck(r, now) for r in rows) if s is not None]
     return sorted(stuck, key=lambda s: (-s.overdue_by, s.id))
-
-
-def _batch(session: Session, now: datetime, after: str, size: int, lock: bool) -> list[Any]:
-    query = _stuck_query(now).where(Node.id > after, ~_escalation_of_this_stay().exists()).order_by(Node.id).limit(size)
-    if lock:
-        # Another runner holding a node is escalating it (or a transition is moving it): skip rather than wait.
-        query = query.with_for_update(of=Node, skip_locked=True)
-    return list(session.execute(query).all())
-
-
-def _still_due(session: Session, now: datetime, ids: list[str]) -> set[str]:
-    """Re-read the locked rows in a fresh statement: a runner that committed just before we locked is visible now."""
-    query = select(Node.id).where(Node.id.in_(ids), _overdue(now), ~_escalation_of_this_stay().exists())
-    return set(session.execute(query).scalars())
 
 
 def _event(node: StuckNode, cluster_id: int, actor: Actor, now: datetime) -> dict[str, Any]:
@@ -206,15 +136,14 @@ def escalate_overdue(db: Database, actor: Actor, dry_run: bool = False, batch_si
     now = db.clock.now()
     report = EscalationReport(dry_run=dry_run)
     report.already_escalated = sum(1 for s in find_stuck(db, actor) if s.escalated_at is not None)
-    lock = db.dialect == "postgresql"
     after = ""
     while True:
         with db.transaction() as session:
-            rows = _batch(session, now, after, batch_size, lock and not dry_run)
+            rows = store.unescalated_batch(session, now, after, batch_size, lock=not dry_run)
             if not rows:
                 return report
             after = rows[-1].id
-            due = _still_due(session, now, [r.id for r in rows]) if not dry_run else {r.id for r in rows}
+            due = store.still_due(session, now, [r.id for r in rows]) if not dry_run else {r.id for r in rows}
             events = []
             for row in rows:
                 node = _to_stuck(row, now)
@@ -225,7 +154,7 @@ def escalate_overdue(db: Database, actor: Actor, dry_run: bool = False, batch_si
             if dry_run:
                 session.rollback()
             elif events:
-                session.execute(insert(NodeEvent), events)
+                store.insert_events(session, events)
 
 
 __all__ = ["EscalationReport", "StuckNode", "escalate_overdue", "find_stuck"]

@@ -12,29 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import (
-    Allocation,
-    Cluster,
-    Gpu,
-    IbSwitch,
-    Node,
-    NodeEvent,
-    NodeLabel,
-    NvlinkDomain,
-    Rack,
-    Sku,
-    Supplier,
-    Tenant,
-)
+from gpufleet.adapters.db.models import Cluster, IbSwitch, NvlinkDomain, Rack, Sku, Supplier, Tenant
 from gpufleet.adapters.formats.inventory import FORMATS, detect_format, parse_inventory
 from gpufleet.domain.inventory_rows import REQUIRED, NodeRow, RowError, validate_row
 from gpufleet.domain.lifecycle import NodeState
+from gpufleet.fleet import store
 from gpufleet.fleet.inventory_report import Change, ImportReport
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput
 
 MAX_ROWS = 200_000
@@ -75,43 +60,22 @@ class _Existing:
 class _Lookups:
     """Everything the plan needs, read in a fixed number of bulk queries."""
 
-    def __init__(self, session: Session, now: datetime) -> None:
-        self.suppliers = dict(session.execute(select(Supplier.name, Supplier.id)).all())
-        self.clusters = dict(session.execute(select(Cluster.name, Cluster.id)).all())
+    def __init__(self, session: UnitOfWork, now: datetime) -> None:
+        self.suppliers = store.ids_by_name(session, Supplier)
+        self.clusters = store.ids_by_name(session, Cluster)
         self.cluster_names = {v: k for k, v in self.clusters.items()}
-        self.skus = dict(session.execute(select(Sku.name, Sku.id)).all())
+        self.skus = store.ids_by_name(session, Sku)
         self.sku_names = {v: k for k, v in self.skus.items()}
-        self.sku_gpus = dict(session.execute(select(Sku.id, Sku.gpus_per_node)).all())
-        self.tenants = dict(session.execute(select(Tenant.name, Tenant.id)).all())
-        self.racks = {(c, n): i for i, c, n in session.execute(select(Rack.id, Rack.cluster_id, Rack.name))}
-        self.domains = {
-            (c, n): i
-            for i, c, n in session.execute(select(NvlinkDomain.id, NvlinkDomain.cluster_id, NvlinkDomain.name)).all()
-        }
-        self.switches = {
-            (c, n): i for i, c, n in session.execute(select(IbSwitch.id, IbSwitch.cluster_id, IbSwitch.name)).all()
-        }
+        self.sku_gpus = store.gpus_per_sku(session)
+        self.tenants = store.ids_by_name(session, Tenant)
+        self.racks = store.place_ids(session, Rack)
+        self.domains = store.place_ids(session, NvlinkDomain)
+        self.switches = store.place_ids(session, IbSwitch)
         self.nodes: dict[tuple[int, str], _Existing] = {}
         self.by_id: dict[str, _Existing] = {}
         self.serial_owners: dict[str, list[tuple[int, str]]] = {}
         self.hostnames: dict[tuple[int, str], str] = {}
-        columns = (
-            Node.id,
-            Node.supplier_id,
-            Node.serial,
-            Node.hostname,
-            Node.provider_id,
-            Node.bmc_address,
-            Node.sku_id,
-            Node.cluster_id,
-            Node.rack_id,
-            Node.nvlink_domain_id,
-            Node.switch_id,
-            Node.state,
-            Node.labels,
-            Node.attributes,
-        )
-        for r in session.execute(select(*columns)):
+        for r in store.nodes_for_import(session):
             node = _Existing(*r)
             self.nodes[(node.supplier_id, node.serial)] = node
             self.by_id[node.id] = node
@@ -119,18 +83,13 @@ class _Lookups:
             if node.state != NodeState.DECOMMISSIONED:
                 self.hostnames[(node.cluster_id, node.hostname)] = node.id
         self.gpu_owner: dict[str, str] = {}
-        for node_id, serial in session.execute(select(Gpu.node_id, Gpu.serial).order_by(Gpu.node_id, Gpu.idx)):
+        for node_id, serial in store.gpu_serials(session):
             existing = self.by_id.get(node_id)
             if existing is not None:
                 existing.gpu_serials.append(serial)
             if serial is not None:
                 self.gpu_owner[serial] = node_id
-        active = session.execute(
-            select(Allocation.node_id, Allocation.tenant_id).where(
-                Allocation.starts_at <= now, or_(Allocation.ends_at.is_(None), Allocation.ends_at > now)
-            )
-        ).all()
-        for node_id, tenant_id in active:
+        for node_id, tenant_id in store.active_tenants(session, now):
             if node_id in self.by_id:
                 self.by_id[node_id].tenant_id = tenant_id
 
@@ -371,32 +330,16 @@ def _jsonable(changes: dict[str, list[Any]]) -> dict[str, list[Any]]:
 # Writing the plan.
 
 
-def _create_places(
-    session: Session, model: type[Any], pending: set[tuple[int, str]], table: dict[tuple[int, str], int]
-) -> None:
-    if not pending:
-        return
-    session.execute(insert(model), [{"cluster_id": c, "name": n} for c, n in sorted(pending)])
-    clusters = {c for c, _ in pending}
-    for i, c, n in session.execute(
-        select(model.id, model.cluster_id, model.name).where(model.cluster_id.in_(clusters))
-    ):
-        table[(c, n)] = i
-
-
 def _resolve(value: Any, table: dict[tuple[int, str], int]) -> Any:
     return table[value] if isinstance(value, tuple) else value
 
 
-def _write(session: Session, plan: _Plan, look: _Lookups, now: datetime, progress: Progress | None) -> int:
-    _create_places(session, Rack, plan.new_racks, look.racks)
-    _create_places(session, NvlinkDomain, plan.new_domains, look.domains)
-    _create_places(session, IbSwitch, plan.new_switches, look.switches)
+def _write(session: UnitOfWork, plan: _Plan, look: _Lookups, now: datetime, progress: Progress | None) -> int:
+    store.create_places(session, Rack, plan.new_racks, look.racks)
+    store.create_places(session, NvlinkDomain, plan.new_domains, look.domains)
+    store.create_places(session, IbSwitch, plan.new_switches, look.switches)
     if plan.new_tenants:
-        session.execute(insert(Tenant), [{"name": n} for n in sorted(plan.new_tenants)])
-        look.tenants.update(
-            dict(session.execute(select(Tenant.name, Tenant.id).where(Tenant.name.in_(plan.new_tenants))).all())
-        )
+        look.tenants.update(store.create_tenants(session, plan.new_tenants))
     for values in (*plan.new_nodes, *plan.node_updates):
         for column, table in (
             ("rack_id", look.racks),
@@ -408,55 +351,38 @@ def _write(session: Session, plan: _Plan, look: _Lookups, now: datetime, progres
     total = len(plan.new_nodes)
     chunk = 2000
     for start in range(0, total, chunk):
-        session.execute(insert(Node), plan.new_nodes[start : start + chunk])
+        store.insert_nodes(session, plan.new_nodes[start : start + chunk])
         if progress:
             progress("writing nodes", min(start + chunk, total), total)
     if plan.node_updates:
-        # Updates differ in which columns they set, so group by column set for executemany.
-        by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for values in plan.node_updates:
-            by_shape.setdefault(tuple(sorted(values)), []).append(values)
-        for shape, rows in by_shape.items():
-            columns: dict[str, Any] = {c: bindparam(f"v_{c}") for c in shape if c != "b_id"}
-            stmt = update(Node).where(Node.id == bindparam("b_id")).values(version=Node.version + 1, **columns)
-            params = [{("b_id" if k == "b_id" else f"v_{k}"): v for k, v in r.items()} for r in rows]
-            session.connection().execute(stmt, params)
+        store.update_nodes(session, plan.node_updates)
     replaced = [n for n in plan.gpus_replace if n in look.by_id]
     for start in range(0, len(replaced), 500):
-        session.execute(delete(Gpu).where(Gpu.node_id.in_(replaced[start : start + 500])))
+        store.delete_gpus(session, replaced[start : start + 500])
     gpu_rows = [g for rows in plan.gpus_replace.values() for g in rows]
     for start in range(0, len(gpu_rows), 5000):
-        session.execute(insert(Gpu), gpu_rows[start : start + 5000])
+        store.insert_gpus(session, gpu_rows[start : start + 5000])
         if progress:
             progress("writing GPUs", min(start + 5000, len(gpu_rows)), len(gpu_rows))
     relabel = [n for n in plan.labels_replace if n in look.by_id]
     for start in range(0, len(relabel), 500):
-        session.execute(delete(NodeLabel).where(NodeLabel.node_id.in_(relabel[start : start + 500])))
+        store.delete_labels(session, relabel[start : start + 500])
     label_rows = [
         {"node_id": n, "key": k, "value": v} for n, labels in plan.labels_replace.items() for k, v in labels.items()
     ]
     for start in range(0, len(label_rows), 5000):
-        session.execute(insert(NodeLabel), label_rows[start : start + 5000])
+        store.insert_labels(session, label_rows[start : start + 5000])
     if plan.allocations:
-        nodes = [n for n, _, _ in plan.allocations]
-        session.execute(
-            update(Allocation)
-            .where(
-                Allocation.node_id.in_(nodes),
-                Allocation.starts_at <= now,
-                or_(Allocation.ends_at.is_(None), Allocation.ends_at > now),
-            )
-            .values(ends_at=now)
-        )
-        session.execute(
-            insert(Allocation),
+        store.end_active_allocations(session, [n for n, _, _ in plan.allocations], now)
+        store.insert_allocations(
+            session,
             [
                 {"node_id": n, "tenant_id": look.tenants[t], "project": p, "starts_at": now, "ends_at": None}
                 for n, t, p in plan.allocations
             ],
         )
     for start in range(0, len(plan.events), 5000):
-        session.execute(insert(NodeEvent), plan.events[start : start + 5000])
+        store.insert_events(session, plan.events[start : start + 5000])
     return len(gpu_rows)
 
 

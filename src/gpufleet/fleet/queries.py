@@ -16,40 +16,16 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import Session, aliased
-
-from gpufleet.adapters.db.models import (
-    Allocation,
-    Cluster,
-    Gpu,
-    IbSwitch,
-    Node,
-    NodeEvent,
-    NodeLabel,
-    NvlinkDomain,
-    Rack,
-    Sku,
-    Supplier,
-    Tenant,
-)
 from gpufleet.domain.lifecycle import STATE_POLICIES, NodeState, allowed_events, deadline, parse_state
-from gpufleet.fleet.refs import resolve_node_id, tenant_visibility
+from gpufleet.fleet import store
+from gpufleet.fleet.refs import resolve_node_id
 from gpufleet.platform.context import Actor
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import InvalidInput
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
-SORTABLE = {
-    "id": Node.id,
-    "hostname": Node.hostname,
-    "serial": Node.serial,
-    "state": Node.state,
-    "state_since": Node.state_since,
-    "created_at": Node.created_at,
-    "updated_at": Node.updated_at,
-}
+SORTABLE = store.SORT_COLUMNS
 FIELDS = (
     "id",
     "serial",
@@ -134,13 +110,6 @@ def parse_selector(selector: str) -> list[tuple[str, str, str | None]]:
     return terms
 
 
-def _label_exists(key: str, value: str | None) -> Any:
-    clause = select(NodeLabel.node_id).where(NodeLabel.node_id == Node.id, NodeLabel.key == key)
-    if value is not None:
-        clause = clause.where(NodeLabel.value == value)
-    return clause.exists()
-
-
 def _encode_cursor(values: list[Any]) -> str:
     raw = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
@@ -157,71 +126,6 @@ def _decode_cursor(cursor: str, sort_key: str) -> tuple[Any, str]:
         return value, node_id
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
         raise InvalidInput("the cursor is not one this server handed out", field="cursor") from None
-
-
-def _base_query() -> Select[Any]:
-    return (
-        select(
-            Node.id,
-            Node.serial,
-            Node.hostname,
-            Node.state,
-            Node.state_since,
-            Node.version,
-            Node.provider_id,
-            Node.bmc_address,
-            Node.labels,
-            Node.attributes,
-            Node.created_at,
-            Node.updated_at,
-            Cluster.name.label("cluster"),
-            Supplier.name.label("supplier"),
-            Sku.name.label("sku"),
-            Sku.gpus_per_node.label("gpus"),
-            Rack.name.label("rack"),
-            NvlinkDomain.name.label("nvlink_domain"),
-            IbSwitch.name.label("switch"),
-        )
-        .join(Cluster, Cluster.id == Node.cluster_id)
-        .join(Supplier, Supplier.id == Node.supplier_id)
-        .join(Sku, Sku.id == Node.sku_id)
-        .outerjoin(Rack, Rack.id == Node.rack_id)
-        .outerjoin(NvlinkDomain, NvlinkDomain.id == Node.nvlink_domain_id)
-        .outerjoin(IbSwitch, IbSwitch.id == Node.switch_id)
-    )
-
-
-def _apply_filter(query: Select[Any], flt: NodeFilter, actor: Actor, now: datetime) -> Select[Any]:
-    if flt.states:
-        query = query.where(Node.state.in_(flt.states))
-    # Filter on the foreign keys through scalar subqueries rather than on the joined names, so the planner can walk
-    # the (cluster_id, state, id) index in order instead of joining first.
-    if flt.cluster:
-        query = query.where(Node.cluster_id == select(Cluster.id).where(Cluster.name == flt.cluster).scalar_subquery())
-    if flt.supplier:
-        query = query.where(
-            Node.supplier_id == select(Supplier.id).where(Supplier.name == flt.supplier).scalar_subquery()
-        )
-    if flt.sku:
-        query = query.where(Node.sku_id == select(Sku.id).where(Sku.name == flt.sku).scalar_subquery())
-    if flt.rack:
-        query = query.where(Rack.name == flt.rack)
-    if flt.nvlink_domain:
-        query = query.where(NvlinkDomain.name == flt.nvlink_domain)
-    if flt.selector:
-        for key, op, value in parse_selector(flt.selector):
-            if op == "=":
-                query = query.where(_label_exists(key, value))
-            elif op == "!=":
-                query = query.where(~_label_exists(key, value))
-            elif op == "exists":
-                query = query.where(_label_exists(key, None))
-            else:
-                query = query.where(~_label_exists(key, None))
-    visibility = tenant_visibility(actor, now)
-    if visibility is not None:
-        query = query.where(visibility)
-    return query
 
 
 def _rows_to_dicts(rows: Sequence[Any], fields: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -248,7 +152,7 @@ def parse_fields(fields: str | None) -> tuple[str, ...]:
 
 
 def list_nodes(
-    session: Session,
+    session: UnitOfWork,
     actor: Actor,
     now: datetime,
     flt: NodeFilter | None = None,
@@ -264,20 +168,25 @@ def list_nodes(
     sort_key = sort.lstrip("-")
     if sort_key not in SORTABLE:
         raise InvalidInput(f"cannot sort by '{sort_key}'; choose from {', '.join(SORTABLE)}", field="sort")
-    column = SORTABLE[sort_key]
-    query = _apply_filter(_base_query(), flt or NodeFilter(), actor, now)
-    if cursor:
-        value, last_id = _decode_cursor(cursor, sort_key)
-        if sort_key == "id":
-            query = query.where(Node.id < last_id if descending else Node.id > last_id)
-        elif descending:
-            query = query.where(or_(column < value, and_(column == value, Node.id < last_id)))
-        else:
-            query = query.where(or_(column > value, and_(column == value, Node.id > last_id)))
-    order: list[Any] = [column.desc(), Node.id.desc()] if descending else [column.asc(), Node.id.asc()]
-    if sort_key == "id":
-        order = order[:1]
-    rows = session.execute(query.order_by(*order).limit(limit + 1)).all()
+    flt = flt or NodeFilter()
+    selector = parse_selector(flt.selector) if flt.selector else []
+    after = _decode_cursor(cursor, sort_key) if cursor else None
+    rows = store.node_page(
+        session,
+        actor,
+        now,
+        states=flt.states,
+        cluster=flt.cluster,
+        supplier=flt.supplier,
+        sku=flt.sku,
+        rack=flt.rack,
+        nvlink_domain=flt.nvlink_domain,
+        selector=selector,
+        sort_key=sort_key,
+        descending=descending,
+        after=after,
+        limit=limit + 1,
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     items = _rows_to_dicts(rows, fields)
@@ -302,10 +211,10 @@ def iter_nodes(db: Database, actor: Actor, flt: NodeFilter, fields: tuple[str, .
             cursor = page.next_cursor
 
 
-def node_detail(session: Session, ref: str, actor: Actor, now: datetime, event_limit: int = 500) -> dict[str, Any]:
+def node_detail(session: UnitOfWork, ref: str, actor: Actor, now: datetime, event_limit: int = 500) -> dict[str, Any]:
     """A node with its GPUs, allocations, lifecycle obligations and event timeline (newest first)."""
     node_id = resolve_node_id(session, ref, actor, now)
-    row = session.execute(_base_query().where(Node.id == node_id)).one()
+    row = store.node_row(session, node_id)
     node = _rows_to_dicts([row], FIELDS)[0]
     state = NodeState(row.state)
     policy = STATE_POLICIES[state]
@@ -317,18 +226,11 @@ def node_detail(session: Session, ref: str, actor: Actor, now: datetime, event_l
         "overdue": bool(due and now >= due),
         "allowed_events": allowed_events(state),
     }
-    gpus = session.execute(
-        select(Gpu.idx, Gpu.serial, Gpu.uuid, Gpu.pci_bus_id).where(Gpu.node_id == node_id).order_by(Gpu.idx)
-    ).all()
+    gpus = store.gpu_devices(session, node_id)
     node["gpu_devices"] = [
         {"index": g.idx, "serial": g.serial, "uuid": g.uuid, "pci_bus_id": g.pci_bus_id} for g in gpus
     ]
-    allocations = session.execute(
-        select(Allocation.project, Allocation.starts_at, Allocation.ends_at, Tenant.name.label("tenant"))
-        .join(Tenant, Tenant.id == Allocation.tenant_id)
-        .where(Allocation.node_id == node_id)
-        .order_by(Allocation.starts_at.desc())
-    ).all()
+    allocations = store.node_allocations(session, node_id)
     node["allocations"] = [
         {
             "tenant": a.tenant,
@@ -339,14 +241,7 @@ def node_detail(session: Session, ref: str, actor: Actor, now: datetime, event_l
         }
         for a in allocations
     ]
-    event_cluster = aliased(Cluster)
-    events = session.execute(
-        select(NodeEvent, event_cluster.name.label("cluster"))
-        .outerjoin(event_cluster, event_cluster.id == NodeEvent.cluster_id)
-        .where(NodeEvent.node_id == node_id)
-        .order_by(NodeEvent.id.desc())
-        .limit(event_limit)
-    ).all()
+    events = store.node_events(session, node_id, event_limit)
     node["events"] = [
         {
             "id": e.id,
@@ -366,26 +261,9 @@ def node_detail(session: Session, ref: str, actor: Actor, now: datetime, event_l
     return node
 
 
-def fleet_summary(session: Session, actor: Actor, now: datetime) -> dict[str, Any]:
+def fleet_summary(session: UnitOfWork, actor: Actor, now: datetime) -> dict[str, Any]:
     """Nodes and GPUs by state x cluster x supplier x SKU, in one grouped query."""
-    query = (
-        select(
-            Node.state,
-            Cluster.name.label("cluster"),
-            Supplier.name.label("supplier"),
-            Sku.name.label("sku"),
-            func.count().label("nodes"),
-            func.sum(Sku.gpus_per_node).label("gpus"),
-        )
-        .join(Cluster, Cluster.id == Node.cluster_id)
-        .join(Supplier, Supplier.id == Node.supplier_id)
-        .join(Sku, Sku.id == Node.sku_id)
-        .group_by(Node.state, Cluster.name, Supplier.name, Sku.name)
-    )
-    visibility = tenant_visibility(actor, now)
-    if visibility is not None:
-        query = query.where(visibility)
-    rows = session.execute(query).all()
+    rows = store.summary_groups(session, actor, now)
     groups = [
         {
             "state": r.state,

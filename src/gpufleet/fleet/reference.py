@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.models import (
     Cluster,
@@ -28,8 +26,9 @@ from gpufleet.adapters.db.models import (
     Tenant,
 )
 from gpufleet.adapters.formats.documents import DocumentError, read_document
+from gpufleet.fleet import store
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput
 
 Name = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")
@@ -168,12 +167,12 @@ def load_fleet_file(path: str) -> FleetDocument:
 class _Names:
     """Name-to-id lookups for one import, loaded once so resolution is a dict hit, not a query."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: UnitOfWork) -> None:
         self.session = session
-        self.suppliers = {n: i for i, n in session.execute(select(Supplier.id, Supplier.name))}
-        self.regions = {n: i for i, n in session.execute(select(Region.id, Region.name))}
-        self.sites = {n: i for i, n in session.execute(select(Site.id, Site.name))}
-        self.clusters = {n: i for i, n in session.execute(select(Cluster.id, Cluster.name))}
+        self.suppliers = store.ids_by_name(session, Supplier)
+        self.regions = store.ids_by_name(session, Region)
+        self.sites = store.ids_by_name(session, Site)
+        self.clusters = store.ids_by_name(session, Cluster)
 
     def need(self, table: dict[str, int], kind: str, name: str | None, where: str) -> int | None:
         if name is None:
@@ -184,18 +183,17 @@ class _Names:
 
 
 def _upsert(
-    session: Session,
+    session: UnitOfWork,
     report: FleetReport,
     section: str,
     model: type[Any],
     key: dict[str, Any],
     values: dict[str, Any],
 ) -> Any:
-    existing = session.execute(select(model).filter_by(**key)).scalar_one_or_none()
+    existing = store.find_by_key(session, model, key)
     if existing is None:
         obj = model(**key, **values)
-        session.add(obj)
-        session.flush()
+        store.add_row(session, obj)
         report.count(report.created, section)
         return obj
     changed = False
@@ -207,7 +205,7 @@ def _upsert(
     return existing
 
 
-def apply_fleet_document(session: Session, doc: FleetDocument, report: FleetReport) -> None:
+def apply_fleet_document(session: UnitOfWork, doc: FleetDocument, report: FleetReport) -> None:
     """Upsert every section in dependency order inside the caller's transaction."""
     names = _Names(session)
     for s in doc.suppliers:
@@ -249,9 +247,7 @@ def apply_fleet_document(session: Session, doc: FleetDocument, report: FleetRepo
         cluster_id = names.need(names.clusters, "cluster", pool.cluster, f"pools[{i}].cluster")
         partition_id = None
         if pool.partition:
-            partition_id = session.execute(
-                select(IbPartition.id).where(IbPartition.cluster_id == cluster_id, IbPartition.name == pool.partition)
-            ).scalar_one_or_none()
+            partition_id = store.partition_id(session, cluster_id, pool.partition)
             if partition_id is None:
                 raise InvalidInput(
                     f"unknown partition '{pool.partition}' in cluster '{pool.cluster}'",
@@ -293,11 +289,10 @@ def list_reference(db: Database, section: str) -> list[dict[str, Any]]:
         raise InvalidInput(f"unknown section '{section}'; choose from {', '.join(models)}", field="section")
     model = models[section]
     with db.reader() as session:
-        clusters = {i: n for i, n in session.execute(select(Cluster.id, Cluster.name))}
-        suppliers = {i: n for i, n in session.execute(select(Supplier.id, Supplier.name))}
+        clusters = store.names_by_id(session, Cluster)
+        suppliers = store.names_by_id(session, Supplier)
         out = []
-        for obj in session.execute(select(model).order_by(model.id)).scalars():
-            row = {c.name: getattr(obj, c.name) for c in model.__table__.columns}
+        for row in store.reference_rows(session, model):
             if "cluster_id" in row:
                 row["cluster"] = clusters.get(row.pop("cluster_id"))
             if "supplier_id" in row:

@@ -6,11 +6,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
-
-from gpufleet.adapters.db.models import ApiToken, Tenant
+from gpufleet.fleet import store
 from gpufleet.platform.context import Actor, Role
 from gpufleet.platform.database import Database
 from gpufleet.platform.errors import Forbidden, InvalidInput, NotFound
@@ -44,10 +42,11 @@ def create_token(db: Database, name: str, role: str, actor: Actor, tenant: str |
     with db.transaction() as session:
         tenant_id = None
         if tenant:
-            tenant_id = session.execute(select(Tenant.id).where(Tenant.name == tenant)).scalar_one_or_none()
+            tenant_id = store.tenant_id_named(session, tenant)
             if tenant_id is None:
                 raise InvalidInput(f"unknown tenant '{tenant}'", field="tenant")
-        row = ApiToken(
+        token_id = store.add_token(
+            session,
             name=name,
             prefix=secret[:10],
             token_hash=hash_token(secret),
@@ -55,18 +54,8 @@ def create_token(db: Database, name: str, role: str, actor: Actor, tenant: str |
             tenant_id=tenant_id,
             created_at=now,
             created_by=actor.name,
-            revoked_at=None,
         )
-        session.add(row)
-        session.flush()
-        return IssuedToken(row.id, name, parsed.label, tenant, secret)
-
-
-_TOKENS = cast(Table, ApiToken.__table__)
-_BY_HASH = select(_TOKENS.c.id, _TOKENS.c.name, _TOKENS.c.role, _TOKENS.c.tenant_id).where(
-    _TOKENS.c.token_hash == bindparam("hash"), _TOKENS.c.revoked_at.is_(None)
-)
-"""Built once: every API request runs it, and building it cost more than running it."""
+        return IssuedToken(token_id, name, parsed.label, tenant, secret)
 
 
 def authenticate(db: Database, secret: str, correlation_id: str | None = None) -> Actor | None:
@@ -74,7 +63,7 @@ def authenticate(db: Database, secret: str, correlation_id: str | None = None) -
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
     with db.reader() as session:
-        row = session.connection().execute(_BY_HASH, {"hash": hash_token(secret)}).one_or_none()
+        row = store.live_token(session, hash_token(secret))
     if row is None:
         return None
     extra: dict[str, Any] = {"correlation_id": correlation_id} if correlation_id else {}
@@ -85,9 +74,7 @@ def list_tokens(db: Database, actor: Actor) -> list[dict[str, Any]]:
     if actor.role < Role.ADMIN or actor.tenant_scoped:
         raise Forbidden("managing tokens needs the admin role")
     with db.reader() as session:
-        rows = session.execute(
-            select(ApiToken, Tenant.name).outerjoin(Tenant, Tenant.id == ApiToken.tenant_id).order_by(ApiToken.id)
-        ).all()
+        rows = store.tokens_with_tenants(session)
         # Read the rows while the session is open: leaving the reader rolls back, which expires them.
         return [
             {
@@ -109,10 +96,10 @@ def revoke_token(db: Database, token_id: int, actor: Actor) -> datetime:
         raise Forbidden("managing tokens needs the admin role")
     now = db.clock.now()
     with db.transaction() as session:
-        revoked_at = session.execute(select(ApiToken.revoked_at).where(ApiToken.id == token_id)).one_or_none()
+        revoked_at = store.token_revoked_at(session, token_id)
         if revoked_at is None:
             raise NotFound(f"no token with id {token_id}")
         if revoked_at[0] is not None:
             return revoked_at[0]  # already revoked: revoking again changes nothing
-        session.execute(update(ApiToken).where(ApiToken.id == token_id).values(revoked_at=now))
+        store.revoke_token(session, token_id, now)
     return now

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-
-from gpufleet.adapters.db.models import Node, NodeEvent, NodeLabel
+from gpufleet.fleet import store
 from gpufleet.fleet.lifecycle import check_reason
 from gpufleet.fleet.refs import resolve_node_id
 from gpufleet.platform.context import Actor, Role
@@ -101,11 +99,7 @@ def update_node(
     now = db.clock.now()
     with db.transaction() as session:
         node_id = resolve_node_id(session, node_ref, actor, now)
-        row = session.execute(
-            select(Node.labels, Node.attributes, Node.version, Node.state, Node.cluster_id)
-            .where(Node.id == node_id)
-            .with_for_update()
-        ).one()
+        row = store.lock_node_maps(session, node_id)
         if expected_version is not None and row.version != expected_version:
             raise VersionConflict(node_id, expected_version, row.version)
         old_labels = dict(row.labels or {})
@@ -122,36 +116,12 @@ def update_node(
         if not changes:
             return NodeUpdateResult(node_id, row.version, False, old_labels, old_attributes, now, None)
         version = row.version + 1
-        written = session.execute(
-            update(Node)
-            .where(Node.id == node_id, Node.version == row.version)
-            .values(labels=new_labels, attributes=new_attributes, version=version, updated_at=now)
-        )
-        if written.rowcount != 1:  # type: ignore[attr-defined]
-            actual = session.execute(select(Node.version).where(Node.id == node_id)).scalar_one()
-            raise VersionConflict(node_id, row.version, actual)
+        if not store.write_node_maps(session, node_id, row.version, new_labels, new_attributes, version, now):
+            raise VersionConflict(node_id, row.version, store.node_version(session, node_id))
         if "labels" in changes:
             # The label rows are what selectors query; they must say exactly what the node row says.
-            session.execute(delete(NodeLabel).where(NodeLabel.node_id == node_id))
-            if new_labels:
-                session.execute(
-                    insert(NodeLabel), [{"node_id": node_id, "key": k, "value": v} for k, v in new_labels.items()]
-                )
-        event_id = session.execute(
-            insert(NodeEvent)
-            .values(
-                node_id=node_id,
-                at=now,
-                kind="updated",
-                event=None,
-                from_state=row.state,
-                to_state=row.state,
-                actor=actor.name,
-                reason=text,
-                correlation_id=actor.correlation_id,
-                cluster_id=row.cluster_id,
-                data={"changes": changes},
-            )
-            .returning(NodeEvent.id)
-        ).scalar_one()
-    return NodeUpdateResult(node_id, version, True, new_labels, new_attributes, now, int(event_id))
+            store.replace_node_labels(session, node_id, new_labels)
+        event_id = store.insert_node_event(
+            session, node_id, "updated", row.state, row.cluster_id, text, actor, now, {"changes": changes}
+        )
+    return NodeUpdateResult(node_id, version, True, new_labels, new_attributes, now, event_id)
