@@ -9,41 +9,34 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import Cluster, Node, Reboot, RemediationCase, RemediationStep, Supplier, Ticket
+from gpufleet.adapters.db.models import RemediationCase
 from gpufleet.domain.lifecycle import NodeState
-from gpufleet.domain.remediation import CaseState, InvalidCaseTransition, case_deadline, next_case_state
+from gpufleet.domain.remediation import (
+    PERSON_ACTIONS,
+    CaseState,
+    InvalidCaseTransition,
+    case_deadline,
+    next_case_state,
+)
 from gpufleet.domain.xid_policy import Action
 from gpufleet.fleet.lifecycle import TransitionResult, apply_transition, check_reason
-from gpufleet.fleet.refs import resolve_node_id, tenant_visibility
+from gpufleet.fleet.refs import resolve_node_id
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput, NotFound, ServiceError
 from gpufleet.remediation import store
 from gpufleet.remediation.intake import node_events
 from gpufleet.remediation.policy import PolicyBook
 from gpufleet.remediation.tickets import open_ticket, resolve_ticket
 
-HUMAN_ACTIONS = ("repaired", "retry", "escalate", "close")
+HUMAN_ACTIONS = tuple(PERSON_ACTIONS)
+"""What a person may do to an open case (``act``), in the case table's order: repaired, retry, escalate, close."""
 MAX_LIST = 5000
 
 
 class CaseConflict(ServiceError):
     status = 409
     title = "Conflict"
-
-
-def _query() -> Select[RemediationCase, str, str, str, str]:
-    return (
-        select(
-            RemediationCase, Node.serial, Node.hostname, Cluster.name.label("cluster"), Supplier.name.label("supplier")
-        )
-        .join(Node, Node.id == RemediationCase.node_id)
-        .join(Cluster, Cluster.id == RemediationCase.cluster_id)
-        .join(Supplier, Supplier.id == RemediationCase.supplier_id)
-    )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -102,30 +95,16 @@ def list_cases(
         raise InvalidInput(f"limit must be from 1 to {MAX_LIST}", field="limit")
     now = db.clock.now()
     with db.reader() as session:
-        query = _query().order_by(RemediationCase.id.desc()).limit(limit)
-        if state:
-            query = query.where(RemediationCase.state == state)
-        if open_only:
-            query = query.where(RemediationCase.open_node_id.is_not(None))
-        if cluster:
-            query = query.where(Cluster.name == cluster)
-        if node:
-            query = query.where(RemediationCase.node_id == resolve_node_id(session, node, actor, now))
-        visibility = tenant_visibility(actor, now)
-        if visibility is not None:
-            query = query.where(visibility)
-        return [case_view(*row) for row in session.execute(query)]
+        node_id = resolve_node_id(session, node, actor, now) if node else None
+        rows = store.case_views(session, actor, now, limit, state, open_only, cluster, node_id)
+        return [case_view(*row) for row in rows]
 
 
 def show_case(db: Database, actor: Actor, case_id: int) -> dict[str, Any]:
     """One case with its steps (who or what, when) and its evidence."""
     now = db.clock.now()
     with db.reader() as session:
-        query = _query().where(RemediationCase.id == case_id)
-        visibility = tenant_visibility(actor, now)
-        if visibility is not None:
-            query = query.where(visibility)
-        row = session.execute(query).one_or_none()
+        row = store.case_view_row(session, actor, now, case_id)
         if row is None:
             raise NotFound(f"no case with id {case_id}")
         view = case_view(*row)
@@ -140,9 +119,7 @@ def show_case(db: Database, actor: Actor, case_id: int) -> dict[str, Any]:
                 "detail": s.detail,
                 "data": s.data,
             }
-            for s in session.scalars(
-                select(RemediationStep).where(RemediationStep.case_id == case_id).order_by(RemediationStep.id)
-            )
+            for s in store.case_steps(session, case_id)
         ]
         view["evidence"] = node_events(session, case_id)
         view["reboots"] = [
@@ -155,9 +132,9 @@ def show_case(db: Database, actor: Actor, case_id: int) -> dict[str, Any]:
                 "minutes": round(r.seconds / 60, 1) if r.seconds is not None else None,
                 "outcome": r.outcome,
             }
-            for r in session.scalars(select(Reboot).where(Reboot.case_id == case_id).order_by(Reboot.id))
+            for r in store.case_reboots(session, case_id)
         ]
-        ticket = session.get(Ticket, row[0].ticket_id) if row[0].ticket_id else None
+        ticket = store.ticket(session, row[0].ticket_id) if row[0].ticket_id else None
         view["ticket_detail"] = (
             {"id": ticket.id, "unit": ticket.unit, "status": ticket.status, "kind": ticket.kind} if ticket else None
         )
@@ -169,13 +146,19 @@ def show_case(db: Database, actor: Actor, case_id: int) -> dict[str, Any]:
 
 
 def _node_to(
-    session: Session, node_id: str, events: list[str], reason: str, actor: Actor, now: datetime, data: dict[str, Any]
+    session: UnitOfWork,
+    node_id: str,
+    events: list[str],
+    reason: str,
+    actor: Actor,
+    now: datetime,
+    data: dict[str, Any],
 ) -> list[TransitionResult]:
     return [apply_transition(session, node_id, e, reason, actor, now, data=data) for e in events]
 
 
 def _move(
-    session: Session,
+    session: UnitOfWork,
     case: store.CaseRow,
     event: str,
     detail: str,
@@ -202,7 +185,7 @@ def _move(
 
 
 def act(
-    session: Session,
+    session: UnitOfWork,
     case_id: int,
     action: str,
     reason: str,
@@ -219,7 +202,7 @@ def act(
     if action not in HUMAN_ACTIONS:
         raise InvalidInput(f"unknown action '{action}'; expected one of: {', '.join(HUMAN_ACTIONS)}", field="action")
     book = PolicyBook(session)
-    state = session.execute(select(Node.state).where(Node.id == case.node_id)).scalar_one()
+    state = store.node_state(session, case.node_id)
     data = {"case": case.id, "by": actor.name}
     moves: list[TransitionResult] = []
     case.set(human=True)
@@ -307,7 +290,9 @@ def act_on_case(
     return show_case(db, actor, case_id)
 
 
-def supplier_returned(session: Session, node_id: str, actor: Actor, now: datetime, note: str) -> list[TransitionResult]:
+def supplier_returned(
+    session: UnitOfWork, node_id: str, actor: Actor, now: datetime, note: str
+) -> list[TransitionResult]:
     """The supplier gave the hardware back: the node validates (slow path) and its case carries on by itself."""
     case = store.open_case_of(session, node_id)
     moves = [
@@ -333,7 +318,5 @@ def return_from_supplier(db: Database, actor: Actor, node_ref: str, note: str | 
     with db.transaction() as session:
         node_id = resolve_node_id(session, node_ref, actor, now)
         supplier_returned(session, node_id, actor, now, text)
-        case = session.execute(
-            select(RemediationCase.id).where(RemediationCase.node_id == node_id).order_by(RemediationCase.id.desc())
-        ).scalar_one_or_none()
+        case = store.latest_case_id(session, node_id)
     return {"node": node_id, "case": case}

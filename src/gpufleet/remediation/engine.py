@@ -9,57 +9,34 @@ repeated record their intent, and the work is checkpointed, before the driver is
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, select
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import Node
-from gpufleet.adapters.drivers.base import ClusterDriver, DriverError
+from gpufleet.adapters.drivers.base import DriverError
 from gpufleet.clusters.drivers import DriverRegistry
-from gpufleet.domain.lifecycle import TRANSITIONS, InvalidTransition, NodeState
-from gpufleet.domain.remediation import CaseState, case_deadline, kind_after, next_case_state
-from gpufleet.domain.xid_policy import Action, Drain, Kind, XidPolicy
-from gpufleet.fleet.lifecycle import apply_transition
+from gpufleet.domain.lifecycle import CORDONED_STATES, LEAVING_STATES, SERVING_STATES, NodeState
+from gpufleet.domain.remediation import CaseState
+from gpufleet.domain.xid_policy import Drain, XidPolicy
 from gpufleet.platform.clock import Clock
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.errors import NotFound, VersionConflict
+from gpufleet.platform.database import UnitOfWork
 from gpufleet.remediation import store
-from gpufleet.remediation.intake import Intake, IntakeResult, node_events
-from gpufleet.remediation.outbox import enqueue
+from gpufleet.remediation.intake import Intake, IntakeResult
 from gpufleet.remediation.policy import PolicyBook, base_policy
+from gpufleet.remediation.repair import REPAIR_HANDLERS, step_failed
 from gpufleet.remediation.runtime import ClusterBook, TimeFrame, Work, process_name
 from gpufleet.remediation.safety import breaker_open, budget, open_breakers
-from gpufleet.remediation.tickets import open_ticket
+from gpufleet.remediation.step import Handler, LostNode, Observer, Step, need_human
 
 ACTOR = "controller:remediation"
 MAX_MOVES = 16
 INTAKE_BATCH = 2000
 MAX_INTAKE_BATCHES = 100
 DRY_RUN_QUIET = timedelta(hours=1)
-MIN_WAIT = timedelta(seconds=1)
 SPENT_FOR = timedelta(seconds=10)
 """How long a cluster whose own budget was found spent is taken as still spent: the controller's interval, so a fault
 the reaction leaves waits no longer than it would for its hold to be looked at again."""
-
-
-class Observer(Protocol):
-    """Who else wants to know what remediation did (the simulator keeps its own books this way)."""
-
-    def node_moved(self, node_id: str, from_state: str, to_state: str, event: str, data: dict[str, Any]) -> None: ...
-
-    def noted(self, what: str, case: store.CaseRow, data: dict[str, Any]) -> None: ...
-
-
-class LostNode(Exception):
-    """The node is not where the case expects it: someone moved it outside remediation."""
-
-    def __init__(self, state: str | None, why: str) -> None:
-        self.state = state
-        super().__init__(why)
 
 
 @dataclass
@@ -80,107 +57,6 @@ class PassReport:
             "closed": self.closed,
             "next_due": self.next_due.isoformat() if self.next_due else None,
         }
-
-
-@dataclass
-class Step:
-    """Everything a handler needs for one case in one pass."""
-
-    engine: Engine
-    work: Work
-    case: store.CaseRow
-    policy: XidPolicy
-    now: datetime
-    actor: Actor
-
-    @property
-    def session(self) -> Session:
-        return self.work.session()
-
-    @property
-    def driver(self) -> ClusterDriver:
-        return self.engine.clusters.driver(self.session, self.case.cluster_id)
-
-    def span(self, duration: timedelta) -> timedelta:
-        return self.engine.frame.span(duration)
-
-    def minutes(self, value: float) -> timedelta:
-        return self.span(timedelta(minutes=value))
-
-    @property
-    def poll(self) -> timedelta:
-        return self.span(timedelta(seconds=self.policy.settings.poll_seconds))
-
-    def record(self, kind: str, detail: str, **data: Any) -> None:
-        c = self.case
-        store.step(c, self.now, self.engine.actor, kind, detail, c.state, c.state, c.action, data)
-
-    def wait(self, until: datetime, held: str | None = None) -> bool:
-        self.case.set(next_check_at=max(until, self.now + MIN_WAIT), held=held)
-        return False
-
-    def checkpoint(self) -> None:
-        """Make the case (and its intent) durable before acting on the cluster."""
-        if not getattr(self.work, "durable", True):
-            return
-        if not store.save(self.session, self.case, release=False):
-            raise VersionConflict(self.case.node_id, self.case.version, -1)
-        self.work.checkpoint()
-
-    def move(self, event: str, detail: str, step_limit: timedelta | None = None, **data: Any) -> bool:
-        """Move the case on its own table, with a step, a fresh deadline and an immediate next look."""
-        c = self.case
-        before = c.case_state
-        after = next_case_state(before, event)
-        c.set(
-            state=after.value,
-            state_since=self.now,
-            held=None,
-            next_check_at=self.now,
-            deadline_at=case_deadline(after, self.now, self.policy.settings, step_limit),
-        )
-        if after in (CaseState.REINTEGRATED, CaseState.CLOSED):
-            resolution = c.resolution or str(
-                data.get("resolution") or ("dismissed" if event == "dismiss" else "closed")
-            )
-            c.set(
-                open_node_id=None,
-                closed_at=self.now,
-                next_check_at=None,
-                deadline_at=None,
-                pending={},
-                resolution=resolution,
-            )
-        store.step(c, self.now, self.engine.actor, "transition", detail, before.value, after.value, c.action, data)
-        if after in (CaseState.REINTEGRATED, CaseState.CLOSED):
-            self.engine.notify("case_closed", c, data)
-        return True
-
-    def node(self, event: str, reason: str, **data: Any) -> None:
-        """Apply a lifecycle event to the node (already there counts as done)."""
-        c = self.case
-        payload = {"case": c.id, **data}
-        try:
-            result = apply_transition(self.session, c.node_id, event, reason, self.actor, self.now, data=payload)
-        except (InvalidTransition, NotFound) as exc:
-            state = node_state(self.session, c.node_id)
-            if state is not None and state in {t.target.value for t in TRANSITIONS if t.event == event}:
-                return
-            raise LostNode(state, f"{event} refused: {exc}") from exc
-        observer = self.engine.observer
-        if observer is not None:
-            observer.node_moved(c.node_id, result.from_state, result.to_state, event, payload)
-
-
-_NODE_TABLE = cast(Table, Node.__table__)
-_NODE_STATE = select(_NODE_TABLE.c.state).where(_NODE_TABLE.c.id == bindparam("node"))
-
-
-def node_state(session: Session, node_id: str) -> str | None:
-    return store.run(session, _NODE_STATE, {"node": node_id}).scalar_one_or_none()
-
-
-Handler = Callable[[Step], bool]
 
 
 class Engine:
@@ -217,8 +93,6 @@ class Engine:
         faults as spent too (``SPENT_FOR``)."""
         self.clusters = ClusterBook(registry)
         self.intake = Intake(actor, correlation_prefix, self.clusters)
-        from gpufleet.remediation.repair import REPAIR_HANDLERS
-
         self.handlers: dict[CaseState, Handler] = {
             CaseState.DETECTED: _detected,
             CaseState.QUARANTINED: _quarantined,
@@ -289,7 +163,7 @@ class Engine:
         cases; in a storm it is these that would otherwise make every ingest wait (see ``Intake.triage``)."""
         return set(self.breakers) | {c for c, until in self.spent.items() if now < until}
 
-    def policies(self, session: Session, now: datetime) -> PolicyBook:
+    def policies(self, session: UnitOfWork, now: datetime) -> PolicyBook:
         """The overrides in force, re-read at most every ``policy_ttl`` (an override takes effect within it)."""
         if self._book is None or not self._book[1] <= now < self._book[1] + self.policy_ttl:
             self._book = (PolicyBook(session, self.base), now)
@@ -327,10 +201,10 @@ class Engine:
 
 def _detected(s: Step) -> bool:
     c, settings = s.case, s.policy.settings
-    state = node_state(s.session, c.node_id)
-    if state in (NodeState.QUARANTINED.value, NodeState.DRAINING.value, NodeState.DRAINED.value):
+    state = store.node_state(s.session, c.node_id)
+    if state in CORDONED_STATES:
         return s.move("quarantine", f"the node was already {state}: taking it over")
-    if state not in (NodeState.IN_SERVICE.value, NodeState.VALIDATING.value):
+    if state not in SERVING_STATES:
         return s.move("dismiss", f"the node is {state}, not serving: the evidence is kept, nothing to do")
     plan = _plan_text(s)
     if settings.dry_run or c.dry_run:
@@ -402,26 +276,9 @@ def _draining(s: Step) -> bool:
     return s.move("drained", "the node is idle")
 
 
-def escalate(s: Step, reason: str, **data: Any) -> bool:
-    """Hand the hardware to its supplier: node to awaiting_supplier, a ticket with the evidence, then wait."""
-    c = s.case
-    c.set(action=Action.RMA.value, kind=kind_after(_kind(c), Action.RMA).value, owner="supplier")
-    s.node("escalate_supplier", reason[:2000], **data)
-    evidence = [*node_events(s.session, c.id, latest=50), {"note": reason, **data}]
-    ticket = open_ticket(s.session, c.node_id, c.gpu_index, c.id, "rma", reason, evidence, s.now)
-    c.set(ticket_id=ticket.id)
-    s.engine.notify("escalated", c, {"reason": reason, "ticket": ticket.id})
-    s.move("escalate", f"to the supplier: {reason} (ticket {ticket.id}, {ticket.unit})", ticket=ticket.id, **data)
-    return s.wait(min(c.deadline_at or s.now, s.now + s.span(s.engine.supplier_poll)))
-
-
-def _kind(c: store.CaseRow) -> Kind:
-    return Kind(c.kind)
-
-
 def _escalated(s: Step) -> bool:
     c = s.case
-    state = node_state(s.session, c.node_id)
+    state = store.node_state(s.session, c.node_id)
     if state == NodeState.VALIDATING.value:
         return s.move("supplier_returned", "the supplier returned the hardware")
     if state == NodeState.AWAITING_SUPPLIER.value:
@@ -429,25 +286,9 @@ def _escalated(s: Step) -> bool:
     raise LostNode(state, f"the node is {state} while its case waits for the supplier")
 
 
-def need_human(s: Step, reason: str, action: str | None = None, **data: Any) -> bool:
-    c = s.case
-    if action is not None:
-        c.set(action=action)
-    enqueue(
-        s.session,
-        f"case-{c.id}-human-{c.version}",
-        "case.needs_human",
-        {"case": c.id, "node": c.node_id, "hostname": c.hostname, "reason": reason, "action": c.action},
-        s.now,
-    )
-    s.engine.notify("needs_human", c, {"reason": reason, "action": c.action, **data})
-    s.move("need_human", reason, **data)
-    return s.wait(c.deadline_at or s.now + s.span(timedelta(hours=s.policy.settings.human_hours)))
-
-
 def _needs_human(s: Step) -> bool:
     c = s.case
-    state = node_state(s.session, c.node_id)
+    state = store.node_state(s.session, c.node_id)
     if state == NodeState.IN_SERVICE.value:
         c.set(human=True)
         return s.move("close", "a person returned the node to service", resolution="resolved_by_person")
@@ -467,8 +308,6 @@ def _overdue(s: Step) -> bool:
     if state is CaseState.DETECTED and c.dry_run:
         return s.move("dismiss", "dry run over", resolution="dry_run")
     if state in (CaseState.DIAGNOSING, CaseState.REPAIRING, CaseState.VALIDATING):
-        from gpufleet.remediation.repair import step_failed
-
         return step_failed(s, f"stuck: {late}")
     need_human(s, f"stuck: {late}")
     return False
@@ -476,7 +315,7 @@ def _overdue(s: Step) -> bool:
 
 def _lost(s: Step, exc: LostNode) -> None:
     c = s.case
-    if exc.state in (NodeState.IN_SERVICE.value, NodeState.DECOMMISSIONING.value, NodeState.DECOMMISSIONED.value, None):
+    if exc.state in (NodeState.IN_SERVICE.value, None) or exc.state in LEAVING_STATES:
         c.set(human=True)
         s.move("close", f"the node was moved outside remediation (now {exc.state}): {exc}", resolution="moved_outside")
         return

@@ -13,16 +13,11 @@ import hashlib
 import uuid
 from collections import defaultdict
 from collections.abc import Collection
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, insert, select, update
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import HealthEvent, Node
-from gpufleet.domain.lifecycle import NodeState
+from gpufleet.domain.lifecycle import SERVING_STATES
 from gpufleet.domain.remediation import CaseState, kind_after
 from gpufleet.domain.xid_policy import (
     NOTHING,
@@ -35,7 +30,7 @@ from gpufleet.domain.xid_policy import (
     repeat_escalation,
     strength,
 )
-from gpufleet.health.ingest import EventFacts
+from gpufleet.platform.database import UnitOfWork
 from gpufleet.platform.errors import InvalidInput
 from gpufleet.remediation import store
 from gpufleet.remediation.policy import PolicyBook
@@ -43,14 +38,14 @@ from gpufleet.remediation.reboots import reboot_observed
 from gpufleet.remediation.runtime import ClusterBook
 from gpufleet.remediation.safety import note_case_opened
 
-EVENTS = cast(Table, HealthEvent.__table__)
 SEVERITIES = ("info", "warning", "critical")
-SERVING = (NodeState.IN_SERVICE.value, NodeState.VALIDATING.value)
 REBOOTED = "node:rebooted"
+evidence_query = store.evidence_query
+"""The read of a case's evidence (``node_events``), kept by this name here for the callers that check its plan."""
 
 
 def record_health_event(
-    session: Session,
+    session: UnitOfWork,
     node_id: str | None,
     code: str,
     observed_at: datetime,
@@ -77,27 +72,23 @@ def record_health_event(
             f"{node_id}|{subject}|{code}|{gpu_index}|{observed_at.isoformat()}|{status}".encode()
         ).hexdigest()
     )
-    if session.execute(select(EVENTS.c.id).where(EVENTS.c.fingerprint == key)).first() is not None:
+    if store.event_stored(session, key):
         return None
-    result = session.execute(
-        insert(EVENTS)
-        .returning(EVENTS.c.id)
-        .values(
-            fingerprint=key,
-            source=source,
-            code=code,
-            severity=severity,
-            status=status,
-            node_id=node_id,
-            gpu_index=gpu_index,
-            subject=subject or node_id or "",
-            message=message,
-            observed_at=observed_at,
-            received_at=now,
-            data=data or {},
-        )
+    return store.insert_event(
+        session,
+        fingerprint=key,
+        source=source,
+        code=code,
+        severity=severity,
+        status=status,
+        node_id=node_id,
+        gpu_index=gpu_index,
+        subject=subject or node_id or "",
+        message=message,
+        observed_at=observed_at,
+        received_at=now,
+        data=data or {},
     )
-    return int(result.scalar_one())
 
 
 @dataclass
@@ -124,54 +115,6 @@ class IntakeResult:
         self.tripped.update(other.tripped)
 
 
-@dataclass(frozen=True)
-class _Node:
-    id: str
-    state: str
-    cluster_id: int
-    nvlink_domain_id: int | None
-    supplier_id: int
-    hostname: str
-    pool: str | None
-
-
-_NODE_TABLE = cast(Table, Node.__table__)
-# Statements intake runs for every burst it takes, built once (see ``store.run``).
-_NODES = select(
-    *(_NODE_TABLE.c[n] for n in ("id", "state", "cluster_id", "nvlink_domain_id", "supplier_id", "hostname", "labels"))
-).where(_NODE_TABLE.c.id.in_(bindparam("ids", expanding=True)))
-_DATA = select(EVENTS.c.data).where(EVENTS.c.id == bindparam("id"))
-_MARK = (
-    update(EVENTS)
-    .where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
-    .values(processed_at=bindparam("at"), case_id=bindparam("case"))
-)
-_NODE_FATAL = select(EVENTS.c.code, EVENTS.c.severity, EVENTS.c.observed_at).where(
-    EVENTS.c.node_id == bindparam("node"), EVENTS.c.observed_at >= bindparam("since"), EVENTS.c.status != "resolved"
-)
-_NODE_CASES = select(store.CASES.c.kind, store.CASES.c.opened_at).where(
-    store.CASES.c.node_id == bindparam("node"),
-    store.CASES.c.opened_at >= bindparam("since"),
-    store.CASES.c.dry_run.is_(False),
-)
-
-
-def _nodes(session: Session, ids: list[str]) -> dict[str, _Node]:
-    rows = store.run(session, _NODES, {"ids": ids}).all()
-    return {
-        r.id: _Node(
-            r.id, r.state, r.cluster_id, r.nvlink_domain_id, r.supplier_id, r.hostname, (r.labels or {}).get("pool")
-        )
-        for r in rows
-    }
-
-
-def _data(session: Session, event_id: int) -> dict[str, Any]:
-    """An event's data, read only where it is needed: decoding it for every event of a burst costs more than the
-    rest of the intake."""
-    return dict(store.run(session, _DATA, {"id": event_id}).scalar_one() or {})
-
-
 def _seen(event: Any) -> Seen:
     return Seen(event.code, event.severity, event.gpu_index, event.status == "resolved")
 
@@ -184,14 +127,14 @@ def _verdict(policy: XidPolicy, events: list[Any]) -> Classification:
     return NOTHING
 
 
-def repeat_counts(session: Session, policy: XidPolicy, node_id: str, now: datetime) -> dict[str, int]:
+def repeat_counts(session: UnitOfWork, policy: XidPolicy, node_id: str, now: datetime) -> dict[str, int]:
     """How often each repeat rule's thing happened on the node within the rule's window, this evidence included."""
     counts: dict[str, int] = {}
     event_rules = [r for r in policy.repeats if r.counts == "fatal_events"]
     case_rules = [r for r in policy.repeats if r.counts == "cases"]
     if event_rules:
         widest = max(r.window for r in event_rules)
-        rows = store.run(session, _NODE_FATAL, {"node": node_id, "since": now - widest}).all()
+        rows = store.fatal_events_since(session, node_id, now - widest)
         for rule in event_rules:
             counts[rule.name] = sum(
                 1
@@ -200,7 +143,7 @@ def repeat_counts(session: Session, policy: XidPolicy, node_id: str, now: dateti
             )
     if case_rules:
         widest = max(r.window for r in case_rules)
-        cases = store.run(session, _NODE_CASES, {"node": node_id, "since": now - widest}).all()
+        cases = store.cases_opened_since(session, node_id, now - widest)
         for rule in case_rules:
             kinds = {k.value for k in rule.kinds}
             counts[rule.name] = 1 + sum(
@@ -214,26 +157,6 @@ class _NoRule:
 
 
 _NONE = _NoRule()
-
-
-# What intake reads of an event to decide on it: the columns of the facts the ingest hands a reaction, so the two
-# cannot drift apart.
-_FACT_COLUMNS = tuple(EVENTS.c[f.name] for f in fields(EventFacts))
-
-
-@lru_cache(maxsize=4)
-def _unprocessed(by_id: bool, locks: bool) -> Select[Any]:
-    """Unprocessed events with a node, oldest first; only the named ones (``ids``) for a reaction. On PostgreSQL they
-    are locked, skipping those another process holds, so two controllers never take the same event."""
-    query = (
-        select(*_FACT_COLUMNS)
-        .where(EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
-        .order_by(EVENTS.c.id)
-        .limit(bindparam("limit"))
-    )
-    if by_id:
-        query = query.where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
-    return query.with_for_update(skip_locked=True) if locks else query
 
 
 @dataclass(frozen=True)
@@ -267,7 +190,7 @@ class Intake:
 
     def triage(
         self,
-        session: Session,
+        session: UnitOfWork,
         now: datetime,
         book: PolicyBook,
         ids: list[int],
@@ -293,17 +216,9 @@ class Intake:
             return list(ids)
         policy = book.get(None) if book.uniform else None
         horizon = now - timedelta(minutes=policy.settings.stale_after_minutes) if policy is not None else now
-        rows: list[Any]
-        if facts is not None:
-            rows = [facts[i] for i in ids if i in facts]
-        else:
-            rows = list(
-                session.execute(
-                    select(*_FACT_COLUMNS).where(
-                        EVENTS.c.id.in_(ids), EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None)
-                    )
-                ).all()
-            )
+        rows: list[Any] = (
+            [facts[i] for i in ids if i in facts] if facts is not None else store.unprocessed_facts(session, ids)
+        )
         by_node: dict[str, list[Any]] = defaultdict(list)
         for e in rows:
             by_node[e.node_id].append(e)
@@ -320,14 +235,14 @@ class Intake:
             elif policy is None or _verdict(policy, [e for e in items if e.observed_at >= horizon]).actionable:
                 opening.append(node_id)
         if opening and held_clusters:
-            nodes = _nodes(session, opening)
+            nodes = store.nodes(session, opening)
             opening = [n for n in opening if n in nodes and nodes[n].cluster_id not in held_clusters]
         keep.update(opening)
         return [e.id for e in rows if e.node_id in keep]
 
     def process(
         self,
-        session: Session,
+        session: UnitOfWork,
         now: datetime,
         book: PolicyBook,
         limit: int = 1000,
@@ -339,9 +254,7 @@ class Intake:
         With ``lease_to`` the cases opened are written leased to that owner and handed back in ``leased``, for a caller
         that moves them on in this transaction (the reaction) without reading them back to claim them.
         """
-        locks = session.connection().dialect.name == "postgresql"
-        params: dict[str, Any] = {"limit": limit} if ids is None else {"limit": limit, "ids": ids}
-        events = store.run(session, _unprocessed(ids is not None, locks), params).all()
+        events = store.unprocessed_events(session, limit, ids)
         result = IntakeResult(events=len(events))
         if not events:
             return result
@@ -363,10 +276,12 @@ class Intake:
                 for n, items in by_node.items()
                 if n in cases or verdicts[n].actionable or any(e.code == REBOOTED for e in items)
             ]
-        nodes = _nodes(session, wanted) if wanted else {}
+        nodes = store.nodes(session, wanted) if wanted else {}
         for e in events:
             if e.code == REBOOTED:
-                self._observed_reboot(session, nodes[e.node_id], cases.get(e.node_id), e, _data(session, e.id))
+                self._observed_reboot(
+                    session, nodes[e.node_id], cases.get(e.node_id), e, store.event_data(session, e.id)
+                )
         outcome: dict[int, int | None] = {}
         stale_ids: list[int] = []
         for node_id, items in by_node.items():
@@ -383,7 +298,7 @@ class Intake:
                 result.attached += len(items)
                 continue
             verdict = verdicts.get(node_id) or _verdict(policy, fresh)
-            if node is None or not verdict.actionable or node.state not in SERVING:
+            if node is None or not verdict.actionable or node.state not in SERVING_STATES:
                 outcome.update({e.id: None for e in items})
                 result.evidence_only += len(items)
                 continue
@@ -395,15 +310,15 @@ class Intake:
         result.stale = len(stale_ids)
         for case_id in set(outcome.values()):
             ids = [i for i, c in outcome.items() if c == case_id]
-            store.run(session, _MARK, {"ids": ids, "at": now, "case": case_id})
+            store.mark_processed(session, ids, now, case_id)
         for event_id in stale_ids:
-            data = _data(session, event_id)
+            data = store.event_data(session, event_id)
             data["remediation"] = "stale: observed before the policy's stale_after window"
-            session.execute(update(EVENTS).where(EVENTS.c.id == event_id).values(data=data))
+            store.set_event_data(session, event_id, data)
         return result
 
     def _observed_reboot(
-        self, session: Session, node: _Node, case: store.CaseRow | None, event: Any, data: dict[str, Any]
+        self, session: UnitOfWork, node: store.NodeRow, case: store.CaseRow | None, event: Any, data: dict[str, Any]
     ) -> None:
         """A reboot nobody here asked for, reported as ``node:rebooted`` (``data.went_down_at`` when known)."""
         went_down = None
@@ -421,8 +336,8 @@ class Intake:
 
     def _open(
         self,
-        session: Session,
-        node: _Node,
+        session: UnitOfWork,
+        node: store.NodeRow,
         events: list[Any],
         verdict: Classification,
         policy: XidPolicy,
@@ -436,7 +351,9 @@ class Intake:
             start, kind = rule.action, kind_after(Kind.HARDWARE, rule.action)
             reason = f"{rule.reason or rule.name}; {reason}"
         detected = min(min(e.observed_at for e in events), now)
-        component = next((d["component"] for d in (_data(session, e.id) for e in events) if d.get("component")), None)
+        component = next(
+            (d["component"] for d in (store.event_data(session, e.id) for e in events) if d.get("component")), None
+        )
         case = store.insert_case(
             session,
             {
@@ -497,7 +414,7 @@ class Intake:
         return case
 
     def _attach(
-        self, session: Session, case: store.CaseRow, events: list[Any], policy: XidPolicy, now: datetime
+        self, session: UnitOfWork, case: store.CaseRow, events: list[Any], policy: XidPolicy, now: datetime
     ) -> bool:
         """Add evidence to the open case; True when the case should be looked at now."""
         found = _evidence(policy, case, events)
@@ -517,30 +434,10 @@ class Intake:
         return found.wake
 
 
-def evidence_query(case_id: int, latest: int | None = None) -> Select[Any]:
-    """The read of a case's evidence, oldest first (or its ``latest`` events, newest first); it runs inside the
-    transaction that escalates the case, so it must stay on ``ix_health_events_case`` however many events the fleet
-    has stored."""
-    query = select(
-        EVENTS.c.id,
-        EVENTS.c.source,
-        EVENTS.c.code,
-        EVENTS.c.severity,
-        EVENTS.c.status,
-        EVENTS.c.gpu_index,
-        EVENTS.c.message,
-        EVENTS.c.observed_at,
-        EVENTS.c.received_at,
-    ).where(EVENTS.c.case_id == case_id)
-    if latest is None:
-        return query.order_by(EVENTS.c.observed_at, EVENTS.c.id)
-    return query.order_by(EVENTS.c.observed_at.desc(), EVENTS.c.id.desc()).limit(latest)
-
-
-def node_events(session: Session, case_id: int, latest: int | None = None) -> list[dict[str, Any]]:
+def node_events(session: UnitOfWork, case_id: int, latest: int | None = None) -> list[dict[str, Any]]:
     """The evidence attached to a case, oldest first; with ``latest``, only that many of the newest, so a ticket
     for a node that logged thousands of events reads no more than it sends."""
-    rows = list(session.execute(evidence_query(case_id, latest)).all())
+    rows = store.case_evidence(session, case_id, latest)
     if latest is not None:
         rows.reverse()
     return [

@@ -12,14 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import NotificationChannel, OutboxMessage, Supplier, Ticket
 from gpufleet.adapters.notifiers.webhook import DeliveryError, WebhookNotifier
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput, NotFound
+from gpufleet.remediation import store
 
 PENDING = "pending"
 SENT = "sent"
@@ -37,7 +34,7 @@ class Sender(Protocol):
 
 
 def enqueue(
-    session: Session,
+    session: UnitOfWork,
     key: str,
     topic: str,
     payload: dict[str, Any],
@@ -46,27 +43,23 @@ def enqueue(
     ticket_id: int | None = None,
 ) -> int | None:
     """Queue a message; a key already queued is the same message, so nothing is added (``None``)."""
-    if session.execute(select(OutboxMessage.id).where(OutboxMessage.key == key)).first() is not None:
+    if store.message_queued(session, key):
         return None
     body = dict(payload)
     if supplier_id is not None:
         body.setdefault("supplier_id", supplier_id)
-    result = session.execute(
-        insert(OutboxMessage)
-        .returning(OutboxMessage.id)
-        .values(
-            key=key,
-            channel=None,
-            topic=topic,
-            payload=body,
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            ticket_id=ticket_id,
-        )
+    return store.insert_message(
+        session,
+        key=key,
+        channel=None,
+        topic=topic,
+        payload=body,
+        status=PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        ticket_id=ticket_id,
     )
-    return int(result.scalar_one())
 
 
 def _route(channels: dict[str, tuple[str, int | None]], payload: dict[str, Any]) -> tuple[str, str] | None:
@@ -108,24 +101,9 @@ def deliver_due(db: Database, sender: Sender | None = None, limit: int = 100) ->
     now = db.clock.now()
     report = DeliveryReport()
     with db.transaction() as session:
-        channels = {
-            r.name: (r.url, r.supplier_id)
-            for r in session.execute(
-                select(NotificationChannel.name, NotificationChannel.url, NotificationChannel.supplier_id).where(
-                    NotificationChannel.enabled.is_(True)
-                )
-            )
-        }
-        query = (
-            select(OutboxMessage)
-            .where(OutboxMessage.status.in_((PENDING, UNROUTED)), OutboxMessage.next_attempt_at <= now)
-            .order_by(OutboxMessage.id)
-            .limit(limit)
-        )
-        if db.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+        channels = {r.name: (r.url, r.supplier_id) for r in store.enabled_channels(session)}
         batch: list[tuple[int, str, str, dict[str, Any], str, int, int | None]] = []
-        for message in session.scalars(query):
+        for message in store.due_messages(session, (PENDING, UNROUTED), now, limit):
             route = _route(channels, message.payload)
             if route is None:
                 message.status = UNROUTED
@@ -165,30 +143,18 @@ def deliver_due(db: Database, sender: Sender | None = None, limit: int = 100) ->
     with db.transaction() as session:
         for message_id, error, retryable, attempts, ticket_id in outcomes:
             if error is None:
-                session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == message_id)
-                    .values(status=SENT, sent_at=now, last_error=None)
-                )
+                store.set_message(session, message_id, status=SENT, sent_at=now, last_error=None)
                 if ticket_id is not None:
-                    session.execute(
-                        update(Ticket)
-                        .where(Ticket.id == ticket_id, Ticket.status == "open")
-                        .values(status="sent", updated_at=now)
-                    )
+                    store.ticket_sent(session, ticket_id, now)
                 report.sent += 1
             elif retryable and attempts < MAX_ATTEMPTS:
-                session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == message_id)
-                    .values(status=PENDING, last_error=error, next_attempt_at=now + _backoff(attempts))
+                store.set_message(
+                    session, message_id, status=PENDING, last_error=error, next_attempt_at=now + _backoff(attempts)
                 )
                 report.retrying += 1
                 report.errors.append(error)
             else:
-                session.execute(
-                    update(OutboxMessage).where(OutboxMessage.id == message_id).values(status=DEAD, last_error=error)
-                )
+                store.set_message(session, message_id, status=DEAD, last_error=error)
                 report.dead += 1
                 report.errors.append(error)
     return report
@@ -212,21 +178,16 @@ def set_channel(
     with db.transaction() as session:
         supplier_id = None
         if supplier:
-            supplier_id = session.execute(
-                select(Supplier.id).where(Supplier.name == supplier.strip())
-            ).scalar_one_or_none()
+            supplier_id = store.supplier_id_named(session, supplier.strip())
             if supplier_id is None:
                 raise NotFound(f"no supplier named '{supplier}'")
-        row = session.get(NotificationChannel, name)
+        row = store.channel(session, name)
         if row is None:
-            row = NotificationChannel(name=name, kind="webhook")
-            session.add(row)
+            row = store.add_channel(session, name=name, kind="webhook")
         row.url, row.supplier_id, row.enabled = url, supplier_id, enabled
         row.updated_at, row.updated_by = db.clock.now(), actor.name
         # Messages parked for want of a route are worth trying again now.
-        session.execute(
-            update(OutboxMessage).where(OutboxMessage.status == UNROUTED).values(next_attempt_at=db.clock.now())
-        )
+        store.reschedule_messages(session, UNROUTED, db.clock.now())
         return {"name": name, "kind": "webhook", "url": url, "supplier": supplier, "enabled": enabled}
 
 
@@ -234,7 +195,7 @@ def list_channels(db: Database, actor: Actor) -> list[dict[str, Any]]:
     if actor.tenant_scoped:
         raise Forbidden("notification channels are fleet data")
     with db.reader() as session:
-        names = dict(session.execute(select(Supplier.id, Supplier.name)).all())
+        names = store.supplier_names(session)
         return [
             {
                 "name": r.name,
@@ -243,7 +204,7 @@ def list_channels(db: Database, actor: Actor) -> list[dict[str, Any]]:
                 "supplier": names.get(r.supplier_id) if r.supplier_id is not None else None,
                 "enabled": r.enabled,
             }
-            for r in session.scalars(select(NotificationChannel).order_by(NotificationChannel.name))
+            for r in store.channels(session)
         ]
 
 
@@ -251,10 +212,8 @@ def outbox_summary(db: Database, actor: Actor) -> dict[str, Any]:
     if actor.tenant_scoped:
         raise Forbidden("the outbox is fleet data")
     with db.reader() as session:
-        counts = dict(session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
-        oldest = session.execute(
-            select(func.min(OutboxMessage.created_at)).where(OutboxMessage.status.in_((PENDING, UNROUTED)))
-        ).scalar_one_or_none()
+        counts = store.message_counts(session)
+        oldest = store.oldest_message(session, (PENDING, UNROUTED))
         recent = [
             {
                 "id": m.id,
@@ -266,7 +225,7 @@ def outbox_summary(db: Database, actor: Actor) -> dict[str, Any]:
                 "created_at": m.created_at.isoformat(),
                 "sent_at": m.sent_at.isoformat() if m.sent_at else None,
             }
-            for m in session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(20))
+            for m in store.recent_messages(session, 20)
         ]
     return {
         "by_status": {s: int(counts.get(s, 0)) for s in (PENDING, UNROUTED, SENT, DEAD)},

@@ -13,15 +13,13 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from gpufleet.adapters.db.models import Cluster, RemediationOverride
 from gpufleet.domain.xid_policy import PolicyError, XidPolicy, apply_overrides, check_override, read_policy
 from gpufleet.fleet.lifecycle import check_reason
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput, NotFound
+from gpufleet.remediation import store
 
 POLICY_FILE = "xid_policy.yaml"
 
@@ -40,18 +38,9 @@ Scope = tuple[int | None, str | None]
 class PolicyBook:
     """The overrides read once, and the policy for each (cluster, pool) built on first use: one query per pass."""
 
-    def __init__(self, session: Session, base: XidPolicy | None = None) -> None:
+    def __init__(self, session: UnitOfWork, base: XidPolicy | None = None) -> None:
         self.base = base or base_policy()
-        rows = session.execute(
-            select(
-                RemediationOverride.cluster_id,
-                RemediationOverride.pool,
-                RemediationOverride.key,
-                RemediationOverride.value,
-            )
-            .where(RemediationOverride.revoked_at.is_(None))
-            .order_by(RemediationOverride.id)
-        ).all()
+        rows = store.active_overrides(session)
         self._by_scope: dict[Scope, list[tuple[str, Any]]] = {}
         for row in rows:
             self._by_scope.setdefault((row.cluster_id, row.pool), []).append((row.key, row.value))
@@ -116,10 +105,10 @@ def _writer(actor: Actor) -> None:
         raise Forbidden("changing the health policy needs the operator role and a token not scoped to a tenant")
 
 
-def _cluster(session: Session, name: str | None) -> tuple[int | None, str | None]:
+def _cluster(session: UnitOfWork, name: str | None) -> tuple[int | None, str | None]:
     if name is None or not name.strip():
         return None, None
-    row = session.execute(select(Cluster.id, Cluster.name).where(Cluster.name == name.strip())).one_or_none()
+    row = store.cluster_named(session, name.strip())
     if row is None:
         raise NotFound(f"no cluster named '{name}'")
     return row.id, row.name
@@ -136,14 +125,11 @@ def _pool(cluster_id: int | None, pool: str | None) -> str | None:
 
 
 def _views(
-    session: Session, cluster_id: int | None, pool: str | None, with_revoked: bool, all_pools: bool = False
+    session: UnitOfWork, cluster_id: int | None, pool: str | None, with_revoked: bool, all_pools: bool = False
 ) -> list[OverrideView]:
-    names = dict(session.execute(select(Cluster.id, Cluster.name)).all())
-    query = select(RemediationOverride).order_by(RemediationOverride.id)
-    if not with_revoked:
-        query = query.where(RemediationOverride.revoked_at.is_(None))
+    names = store.cluster_names(session)
     out = []
-    for row in session.scalars(query):
+    for row in store.overrides(session, with_revoked):
         applies = row.cluster_id is None or (
             row.cluster_id == cluster_id and (all_pools or row.pool is None or row.pool == pool)
         )
@@ -254,7 +240,8 @@ def set_override(
             norm_key, norm_value = check_override(key, value, PolicyBook(session).get(cluster_id, pool_name))
         except PolicyError as exc:
             raise InvalidInput(str(exc).split(": ", 1)[-1], field=exc.field) from None
-        row = RemediationOverride(
+        row = store.add_override(
+            session,
             cluster_id=cluster_id,
             pool=pool_name,
             key=norm_key,
@@ -263,8 +250,6 @@ def set_override(
             actor=actor.name,
             created_at=db.clock.now(),
         )
-        session.add(row)
-        session.flush()
         return OverrideView(row.id, name, pool_name, norm_key, norm_value, text, actor.name, row.created_at)
 
 
@@ -273,7 +258,7 @@ def revoke_override(db: Database, actor: Actor, override_id: int, reason: str | 
     _writer(actor)
     text = check_reason(reason)
     with db.transaction() as session:
-        row = session.get(RemediationOverride, override_id, with_for_update=True)
+        row = store.override_for_update(session, override_id)
         if row is None:
             raise NotFound(f"no policy override with id {override_id}")
         if row.revoked_at is None:
@@ -282,7 +267,7 @@ def revoke_override(db: Database, actor: Actor, override_id: int, reason: str | 
             row.revoke_reason = text
         name = None
         if row.cluster_id is not None:
-            name = session.execute(select(Cluster.name).where(Cluster.id == row.cluster_id)).scalar_one()
+            name = store.cluster_name(session, row.cluster_id)
         return OverrideView(
             row.id,
             name,

@@ -9,65 +9,49 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import Cluster, Node, Reboot
 from gpufleet.domain.remediation import percentile
 from gpufleet.platform.context import Actor
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput
+from gpufleet.remediation import store
 
 OUTCOMES = ("pending", "returned", "not_returned")
 
 
 def reboot_requested(
-    session: Session, node_id: str, cluster_id: int, case_id: int | None, reason: str, at: datetime
+    session: UnitOfWork, node_id: str, cluster_id: int, case_id: int | None, reason: str, at: datetime
 ) -> int:
-    result = session.execute(
-        insert(Reboot)
-        .returning(Reboot.id)
-        .values(
-            node_id=node_id,
-            cluster_id=cluster_id,
-            case_id=case_id,
-            source="requested",
-            reason=reason,
-            requested_at=at,
-            outcome="pending",
-        )
+    return store.insert_reboot(
+        session,
+        node_id=node_id,
+        cluster_id=cluster_id,
+        case_id=case_id,
+        source="requested",
+        reason=reason,
+        requested_at=at,
+        outcome="pending",
     )
-    return int(result.scalar_one())
 
 
-def reboot_went_down(session: Session, reboot_id: int, at: datetime) -> None:
-    session.execute(update(Reboot).where(Reboot.id == reboot_id, Reboot.went_down_at.is_(None)).values(went_down_at=at))
+def reboot_went_down(session: UnitOfWork, reboot_id: int, at: datetime) -> None:
+    store.reboot_went_down(session, reboot_id, at)
 
 
-def reboot_returned(session: Session, reboot_id: int, came_back_at: datetime) -> float:
+def reboot_returned(session: UnitOfWork, reboot_id: int, came_back_at: datetime) -> float:
     """Record the return; the duration runs from the request to the node answering again."""
-    requested = session.execute(select(Reboot.requested_at).where(Reboot.id == reboot_id)).scalar_one()
+    requested = store.reboot_requested_at(session, reboot_id)
     back = max(came_back_at, requested)
     seconds = (back - requested).total_seconds()
-    session.execute(
-        update(Reboot)
-        .where(Reboot.id == reboot_id)
-        .values(
-            came_back_at=back,
-            seconds=seconds,
-            outcome="returned",
-            went_down_at=func.coalesce(Reboot.went_down_at, requested),
-        )
-    )
+    store.reboot_returned(session, reboot_id, back, seconds, requested)
     return seconds
 
 
-def reboot_not_returned(session: Session, reboot_id: int) -> None:
-    session.execute(update(Reboot).where(Reboot.id == reboot_id).values(outcome="not_returned"))
+def reboot_not_returned(session: UnitOfWork, reboot_id: int) -> None:
+    store.reboot_not_returned(session, reboot_id)
 
 
 def reboot_observed(
-    session: Session,
+    session: UnitOfWork,
     node_id: str,
     cluster_id: int,
     went_down_at: datetime | None,
@@ -77,30 +61,23 @@ def reboot_observed(
 ) -> int:
     """A reboot nobody here asked for (a crash, a supplier's maintenance), seen from the node's boot time."""
     start = went_down_at or came_back_at
-    result = session.execute(
-        insert(Reboot)
-        .returning(Reboot.id)
-        .values(
-            node_id=node_id,
-            cluster_id=cluster_id,
-            case_id=case_id,
-            source="observed",
-            reason=reason,
-            requested_at=start,
-            went_down_at=went_down_at,
-            came_back_at=came_back_at,
-            seconds=(came_back_at - start).total_seconds() if went_down_at else None,
-            outcome="returned",
-        )
+    return store.insert_reboot(
+        session,
+        node_id=node_id,
+        cluster_id=cluster_id,
+        case_id=case_id,
+        source="observed",
+        reason=reason,
+        requested_at=start,
+        went_down_at=went_down_at,
+        came_back_at=came_back_at,
+        seconds=(came_back_at - start).total_seconds() if went_down_at else None,
+        outcome="returned",
     )
-    return int(result.scalar_one())
 
 
-def reboot_figures(session: Session, since: datetime | None = None) -> dict[str, Any]:
-    query = select(Reboot.source, Reboot.outcome, Reboot.seconds)
-    if since is not None:
-        query = query.where(Reboot.requested_at >= since)
-    rows = session.execute(query).all()
+def reboot_figures(session: UnitOfWork, since: datetime | None = None) -> dict[str, Any]:
+    rows = store.reboot_outcomes(session, since)
     decided = [r for r in rows if r.outcome != "pending"]
     returned = [r for r in decided if r.outcome == "returned"]
     minutes = [r.seconds / 60 for r in returned if r.seconds is not None]
@@ -127,17 +104,6 @@ def list_reboots(
     if outcome is not None and outcome not in OUTCOMES:
         raise InvalidInput(f"unknown outcome '{outcome}'; expected one of: {', '.join(OUTCOMES)}", field="outcome")
     with db.reader() as session:
-        query = (
-            select(Reboot, Node.hostname, Cluster.name)
-            .join(Node, Node.id == Reboot.node_id)
-            .join(Cluster, Cluster.id == Reboot.cluster_id)
-            .order_by(Reboot.id.desc())
-            .limit(limit)
-        )
-        if cluster:
-            query = query.where(Cluster.name == cluster)
-        if outcome:
-            query = query.where(Reboot.outcome == outcome)
         rows = [
             {
                 "id": r.id,
@@ -153,6 +119,6 @@ def list_reboots(
                 "minutes": round(r.seconds / 60, 1) if r.seconds is not None else None,
                 "outcome": r.outcome,
             }
-            for r, hostname, name in session.execute(query)
+            for r, hostname, name in store.recent_reboots(session, limit, cluster, outcome)
         ]
         return {"figures": reboot_figures(session), "reboots": rows}

@@ -16,7 +16,6 @@ from gpufleet.adapters.drivers.base import UnknownNode, ValidationResult, Valida
 from gpufleet.domain.remediation import DIAGNOSIS_FLOOR, SOFTWARE_ONLY, CaseState, kind_after, next_repair
 from gpufleet.domain.validation import CHECKS, SUITES, CheckKind
 from gpufleet.domain.xid_policy import Action, Kind
-from gpufleet.remediation.engine import Handler, Step, escalate, need_human
 from gpufleet.remediation.reboots import (
     reboot_not_returned,
     reboot_requested,
@@ -24,6 +23,7 @@ from gpufleet.remediation.reboots import (
     reboot_went_down,
 )
 from gpufleet.remediation.runtime import Reimages, ResetsGpus, RestartsWorkload
+from gpufleet.remediation.step import Handler, Step, escalate, need_human
 from gpufleet.remediation.tickets import resolve_ticket
 from gpufleet.validation.ingest import record_results
 from gpufleet.validation.policy import plan_for_node

@@ -15,18 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import Cluster, Node, NvlinkDomain
 from gpufleet.adapters.drivers.base import ClusterDriver
 from gpufleet.clusters.drivers import DEFAULT_DRIVER, ClusterTarget, DriverRegistry
-from gpufleet.domain.lifecycle import NodeState
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
+from gpufleet.remediation import store
 
 
 class Work(Protocol):
-    def session(self) -> Session: ...
+    def session(self) -> UnitOfWork: ...
 
     def checkpoint(self) -> None:
         """Make everything written so far durable (before a driver call that must not be repeated)."""
@@ -39,10 +35,10 @@ class DbWork:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._context: AbstractContextManager[Session] | None = None
-        self._session: Session | None = None
+        self._context: AbstractContextManager[UnitOfWork] | None = None
+        self._session: UnitOfWork | None = None
 
-    def session(self) -> Session:
+    def session(self) -> UnitOfWork:
         if self._session is None:
             self._context = self.db.transaction()
             self._session = self._context.__enter__()
@@ -111,7 +107,8 @@ class ClusterFacts:
 
 
 SIZE_TTL = timedelta(minutes=10)
-COUNTED_STATES = tuple(s.value for s in NodeState if s not in (NodeState.DECOMMISSIONED, NodeState.DECOMMISSIONING))
+COUNTED_STATES = store.COUNTED_STATES
+"""Every node state but the ``LEAVING_STATES``: the states a cluster's size counts (the store counts them)."""
 
 
 @dataclass
@@ -122,53 +119,40 @@ class ClusterBook:
     clusters: dict[int, ClusterFacts] = field(default_factory=dict)
     domains: dict[int, tuple[str, int, datetime]] = field(default_factory=dict)
 
-    def cluster(self, session: Session, cluster_id: int) -> ClusterFacts:
+    def cluster(self, session: UnitOfWork, cluster_id: int) -> ClusterFacts:
         facts = self.clusters.get(cluster_id)
         if facts is None:
-            row = session.execute(
-                select(Cluster.name, Cluster.kind, Cluster.driver, Cluster.driver_config).where(
-                    Cluster.id == cluster_id
-                )
-            ).one()
+            row = store.cluster_target(session, cluster_id)
             target = ClusterTarget(row.name, row.kind, row.driver or DEFAULT_DRIVER, dict(row.driver_config or {}))
             facts = ClusterFacts(cluster_id, row.name, target)
             self.clusters[cluster_id] = facts
         return facts
 
-    def driver(self, session: Session, cluster_id: int) -> ClusterDriver:
+    def driver(self, session: UnitOfWork, cluster_id: int) -> ClusterDriver:
         return self.registry.create(self.cluster(session, cluster_id).target)
 
-    def size(self, session: Session, cluster_id: int, now: datetime) -> int:
+    def size(self, session: UnitOfWork, cluster_id: int, now: datetime) -> int:
         return self._sized(session, cluster_id, now).size
 
-    def total(self, session: Session, cluster_id: int, now: datetime) -> int:
+    def total(self, session: UnitOfWork, cluster_id: int, now: datetime) -> int:
         return self._sized(session, cluster_id, now).total
 
-    def _sized(self, session: Session, cluster_id: int, now: datetime) -> ClusterFacts:
+    def _sized(self, session: UnitOfWork, cluster_id: int, now: datetime) -> ClusterFacts:
         """Both sizes, counted together once per ``SIZE_TTL``: in a storm every case opened asks for them, and
         counting a cluster of thousands each time cost more than the rest of opening the case on PostgreSQL."""
         facts = self.cluster(session, cluster_id)
         if facts.sized_at is None or now - facts.sized_at > SIZE_TTL or now < facts.sized_at:
-            counted = func.count().filter(Node.state.in_(COUNTED_STATES))
-            size, total = session.execute(
-                select(counted, func.count()).select_from(Node).where(Node.cluster_id == cluster_id)
-            ).one()
-            facts.size, facts.total, facts.sized_at = int(size), int(total), now
+            size, total = store.cluster_sizes(session, cluster_id)
+            facts.size, facts.total, facts.sized_at = size, total, now
         return facts
 
-    def domain(self, session: Session, domain_id: int, now: datetime) -> tuple[str, int]:
+    def domain(self, session: UnitOfWork, domain_id: int, now: datetime) -> tuple[str, int]:
         """The domain's name and size. Every domain is sized in one grouped read, since a burst of faults
         touches many domains and a read per domain would scan the node table each time."""
         cached = self.domains.get(domain_id)
         if cached is None or now - cached[2] > SIZE_TTL or now < cached[2]:
-            sizes = dict(
-                session.execute(
-                    select(Node.nvlink_domain_id, func.count())
-                    .where(Node.nvlink_domain_id.is_not(None), Node.state.in_(COUNTED_STATES))
-                    .group_by(Node.nvlink_domain_id)
-                ).all()
-            )
-            names = dict(session.execute(select(NvlinkDomain.id, NvlinkDomain.name)).all())
+            sizes = store.domain_sizes(session)
+            names = store.domain_names(session)
             self.domains = {i: (names.get(i, str(i)), int(n), now) for i, n in sizes.items() if i is not None}
             cached = self.domains.setdefault(domain_id, (names.get(domain_id, str(domain_id)), 0, now))
         return cached[0], cached[1]

@@ -11,16 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import Cluster, RemediationBreaker, RemediationCase
 from gpufleet.domain.blast_radius import BudgetCheck, breaker_threshold, breaker_trip_reason, check_budgets
-from gpufleet.domain.remediation import CaseState
 from gpufleet.domain.xid_policy import XidPolicy
 from gpufleet.fleet.lifecycle import check_reason
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, NotFound
 from gpufleet.remediation import store
 from gpufleet.remediation.runtime import ClusterBook
@@ -29,23 +24,19 @@ OPEN = "open"
 CLOSED = "closed"
 
 
-def breaker_open(session: Session, cluster_id: int) -> str | None:
+def breaker_open(session: UnitOfWork, cluster_id: int) -> str | None:
     """The reason the cluster's breaker is open, or ``None`` when automation may act."""
-    row = session.execute(
-        select(RemediationBreaker.state, RemediationBreaker.reason).where(RemediationBreaker.cluster_id == cluster_id)
-    ).one_or_none()
+    row = store.breaker_status(session, cluster_id)
     return row.reason if row is not None and row.state == OPEN else None
 
 
-def open_breakers(session: Session) -> dict[int, str]:
-    rows = session.execute(
-        select(RemediationBreaker.cluster_id, RemediationBreaker.reason).where(RemediationBreaker.state == OPEN)
-    ).all()
+def open_breakers(session: UnitOfWork) -> dict[int, str]:
+    rows = store.breakers_in_state(session, OPEN)
     return {r.cluster_id: r.reason or "open" for r in rows}
 
 
 def note_case_opened(
-    session: Session, book: ClusterBook, cluster_id: int, policy: XidPolicy, now: datetime, actor: str
+    session: UnitOfWork, book: ClusterBook, cluster_id: int, policy: XidPolicy, now: datetime, actor: str
 ) -> str | None:
     """Trip the breaker if this case made the window's count reach the threshold; returns the reason if it did."""
     settings = policy.settings
@@ -53,9 +44,7 @@ def note_case_opened(
     opened = store.opened_since(session, cluster_id, since)
     if opened < settings.breaker_min:
         return None  # the cheap check first: most openings are nowhere near any threshold
-    state = session.execute(
-        select(RemediationBreaker.state).where(RemediationBreaker.cluster_id == cluster_id)
-    ).scalar_one_or_none()
+    state = store.breaker_state(session, cluster_id)
     if state == OPEN:
         return None
     name, size = book.cluster(session, cluster_id).name, book.total(session, cluster_id, now)
@@ -67,18 +56,18 @@ def note_case_opened(
         "threshold": breaker_threshold(settings, size),
         "window_minutes": settings.breaker_window_minutes,
     }
-    row = session.get(RemediationBreaker, cluster_id)
+    row = store.breaker(session, cluster_id)
     if row is None:
-        session.add(RemediationBreaker(cluster_id=cluster_id, state=OPEN, tripped_at=now, reason=reason, data=data))
+        store.add_breaker(session, cluster_id=cluster_id, state=OPEN, tripped_at=now, reason=reason, data=data)
     else:
         row.state, row.tripped_at, row.reason, row.data = OPEN, now, reason, data
         row.version += 1
-    session.flush()
+    store.flush(session)
     return reason
 
 
 def budget(
-    session: Session, book: ClusterBook, policy: XidPolicy, cluster_id: int, domain_id: int | None, now: datetime
+    session: UnitOfWork, book: ClusterBook, policy: XidPolicy, cluster_id: int, domain_id: int | None, now: datetime
 ) -> BudgetCheck:
     active, domain_active = store.count_active(session, cluster_id, domain_id)
     facts = book.cluster(session, cluster_id)
@@ -113,18 +102,8 @@ class BreakerView:
         }
 
 
-def _held(session: Session, cluster_id: int) -> int:
-    return int(
-        session.execute(
-            select(func.count())
-            .select_from(RemediationCase)
-            .where(
-                RemediationCase.cluster_id == cluster_id,
-                RemediationCase.held == "breaker",
-                RemediationCase.state == CaseState.DETECTED.value,
-            )
-        ).scalar_one()
-    )
+def _held(session: UnitOfWork, cluster_id: int) -> int:
+    return store.count_held_by_breaker(session, cluster_id)
 
 
 def breakers(db: Database, actor: Actor) -> list[BreakerView]:
@@ -132,9 +111,9 @@ def breakers(db: Database, actor: Actor) -> list[BreakerView]:
     if actor.tenant_scoped:
         raise Forbidden("breakers are fleet data; a tenant-scoped token cannot read them")
     with db.reader() as session:
-        rows = {r.cluster_id: r for r in session.scalars(select(RemediationBreaker))}
+        rows = {r.cluster_id: r for r in store.all_breakers(session)}
         out = []
-        for cluster_id, name in session.execute(select(Cluster.id, Cluster.name).order_by(Cluster.name)):
+        for cluster_id, name in store.clusters_by_name(session):
             r = rows.get(cluster_id)
             if r is None:
                 out.append(BreakerView(name, CLOSED, None, None, {}, None, None, None, 0))
@@ -171,13 +150,12 @@ def _set(db: Database, actor: Actor, cluster: str, reason: str | None, state: st
     text = check_reason(reason)
     now = db.clock.now()
     with db.transaction() as session:
-        cluster_id = session.execute(select(Cluster.id).where(Cluster.name == cluster.strip())).scalar_one_or_none()
+        cluster_id = store.cluster_id_named(session, cluster.strip())
         if cluster_id is None:
             raise NotFound(f"no cluster named '{cluster}'")
-        row = session.get(RemediationBreaker, cluster_id, with_for_update=True)
+        row = store.breaker(session, cluster_id, lock=True)
         if row is None:
-            row = RemediationBreaker(cluster_id=cluster_id, state=CLOSED, data={}, version=0)
-            session.add(row)
+            row = store.add_breaker(session, cluster_id=cluster_id, state=CLOSED, data={}, version=0)
         if row.state != state:
             row.state = state
             row.version += 1
@@ -186,16 +164,8 @@ def _set(db: Database, actor: Actor, cluster: str, reason: str | None, state: st
             else:
                 row.reset_at, row.reset_by, row.reset_reason = now, actor.name, text
                 # Held cases move on at the controller's next pass instead of waiting out their poll.
-                session.execute(
-                    update(RemediationCase)
-                    .where(
-                        RemediationCase.cluster_id == cluster_id,
-                        RemediationCase.held == "breaker",
-                        RemediationCase.state == CaseState.DETECTED.value,
-                    )
-                    .values(next_check_at=now)
-                )
-        session.flush()
+                store.wake_held_by_breaker(session, cluster_id, now)
+        store.flush(session)
         return BreakerView(
             cluster.strip(),
             row.state,

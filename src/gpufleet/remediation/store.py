@@ -1,4 +1,5 @@
-"""How remediation cases are read, claimed, saved and stepped: plain statements on the tables, one per change.
+"""Every statement remediation runs: its cases, their evidence, the brakes, the policy overrides, reboots, tickets
+and the outbox. The use cases hand this module their open ``UnitOfWork`` and never build a statement themselves.
 
 A case is loaded as a ``CaseRow`` and written back with one UPDATE guarded by its version, so two controller
 processes can never both move the same case: the loser's UPDATE matches no row and it lets the case go. Claiming
@@ -8,17 +9,50 @@ BEGIN IMMEDIATE) and stamps a short lease, so a case is worked by one process ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, Table, Update, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    CursorResult,
+    Executable,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from gpufleet.adapters.db.list_query import list_rows
-from gpufleet.adapters.db.models import RemediationCase, RemediationStep
+from gpufleet.adapters.db.models import (
+    Cluster,
+    Gpu,
+    HealthEvent,
+    Node,
+    NotificationChannel,
+    NvlinkDomain,
+    OutboxMessage,
+    Reboot,
+    RemediationBreaker,
+    RemediationCase,
+    RemediationOverride,
+    RemediationStep,
+    Supplier,
+    Ticket,
+)
+from gpufleet.domain.lifecycle import LEAVING_STATES, NodeState
 from gpufleet.domain.remediation import ACTIVE_STATES, FINAL_CASE_STATES, CaseState
+from gpufleet.fleet.refs import tenant_visibility
+from gpufleet.health.ingest import EventFacts
+from gpufleet.platform.context import Actor
 
 CASES = cast(Table, RemediationCase.__table__)
 STEPS = cast(Table, RemediationStep.__table__)
@@ -327,3 +361,596 @@ def count_active(session: Session, cluster_id: int, nvlink_domain_id: int | None
 
 def opened_since(session: Session, cluster_id: int, since: datetime) -> int:
     return int(run(session, _OPENED_SINCE, {"cluster": cluster_id, "since": since}).scalar_one())
+
+
+def flush(session: Session) -> None:
+    """Send what the session holds to the database now (new rows get their ids)."""
+    session.flush()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Nodes and health events: what the intake reads and marks, and the node state the handlers check.
+
+NODES = cast(Table, Node.__table__)
+EVENTS = cast(Table, HealthEvent.__table__)
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """What the intake needs of a node to open its case."""
+
+    id: str
+    state: str
+    cluster_id: int
+    nvlink_domain_id: int | None
+    supplier_id: int
+    hostname: str
+    pool: str | None
+
+
+# Statements intake runs for every burst it takes, built once (see ``run``).
+_NODES = select(
+    *(NODES.c[n] for n in ("id", "state", "cluster_id", "nvlink_domain_id", "supplier_id", "hostname", "labels"))
+).where(NODES.c.id.in_(bindparam("ids", expanding=True)))
+_NODE_STATE = select(NODES.c.state).where(NODES.c.id == bindparam("node"))
+_DATA = select(EVENTS.c.data).where(EVENTS.c.id == bindparam("id"))
+_MARK = (
+    update(EVENTS)
+    .where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(processed_at=bindparam("at"), case_id=bindparam("case"))
+)
+_NODE_FATAL = select(EVENTS.c.code, EVENTS.c.severity, EVENTS.c.observed_at).where(
+    EVENTS.c.node_id == bindparam("node"), EVENTS.c.observed_at >= bindparam("since"), EVENTS.c.status != "resolved"
+)
+_NODE_CASES = select(CASES.c.kind, CASES.c.opened_at).where(
+    CASES.c.node_id == bindparam("node"),
+    CASES.c.opened_at >= bindparam("since"),
+    CASES.c.dry_run.is_(False),
+)
+
+
+def nodes(session: Session, ids: list[str]) -> dict[str, NodeRow]:
+    rows = run(session, _NODES, {"ids": ids}).all()
+    return {
+        r.id: NodeRow(
+            r.id, r.state, r.cluster_id, r.nvlink_domain_id, r.supplier_id, r.hostname, (r.labels or {}).get("pool")
+        )
+        for r in rows
+    }
+
+
+def node_state(session: Session, node_id: str) -> str | None:
+    return run(session, _NODE_STATE, {"node": node_id}).scalar_one_or_none()
+
+
+def event_stored(session: Session, fingerprint: str) -> bool:
+    """Whether an event with this fingerprint was stored before (a repeated delivery)."""
+    return session.execute(select(EVENTS.c.id).where(EVENTS.c.fingerprint == fingerprint)).first() is not None
+
+
+def insert_event(session: Session, **values: Any) -> int:
+    result = session.execute(insert(EVENTS).returning(EVENTS.c.id).values(**values))
+    return int(result.scalar_one())
+
+
+def event_data(session: Session, event_id: int) -> dict[str, Any]:
+    """An event's data, read only where it is needed: decoding it for every event of a burst costs more than the
+    rest of the intake."""
+    return dict(run(session, _DATA, {"id": event_id}).scalar_one() or {})
+
+
+def set_event_data(session: Session, event_id: int, data: dict[str, Any]) -> None:
+    session.execute(update(EVENTS).where(EVENTS.c.id == event_id).values(data=data))
+
+
+def mark_processed(session: Session, ids: list[int], at: datetime, case_id: int | None) -> None:
+    """These events are decided: attached to ``case_id``, or kept as evidence only (``None``)."""
+    run(session, _MARK, {"ids": ids, "at": at, "case": case_id})
+
+
+def fatal_events_since(session: Session, node_id: str, since: datetime) -> Sequence[Any]:
+    """The node's unresolved events observed since ``since`` (code, severity, observed_at)."""
+    return run(session, _NODE_FATAL, {"node": node_id, "since": since}).all()
+
+
+def cases_opened_since(session: Session, node_id: str, since: datetime) -> Sequence[Any]:
+    """The node's cases (not dry runs) opened since ``since`` (kind, opened_at)."""
+    return run(session, _NODE_CASES, {"node": node_id, "since": since}).all()
+
+
+# What intake reads of an event to decide on it: the columns of the facts the ingest hands a reaction, so the two
+# cannot drift apart.
+_FACT_COLUMNS = tuple(EVENTS.c[f.name] for f in fields(EventFacts))
+
+
+@lru_cache(maxsize=4)
+def _unprocessed(by_id: bool, locks: bool) -> Select[Any]:
+    """Unprocessed events with a node, oldest first; only the named ones (``ids``) for a reaction. On PostgreSQL they
+    are locked, skipping those another process holds, so two controllers never take the same event."""
+    query = (
+        select(*_FACT_COLUMNS)
+        .where(EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None))
+        .order_by(EVENTS.c.id)
+        .limit(bindparam("limit"))
+    )
+    if by_id:
+        query = query.where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    return query.with_for_update(skip_locked=True) if locks else query
+
+
+def unprocessed_events(session: Session, limit: int, ids: list[int] | None = None) -> Sequence[Any]:
+    """Up to ``limit`` unprocessed events with a node (only ``ids`` when given), oldest first, as ``EventFacts``
+    columns; on PostgreSQL locked, skipping those another process holds."""
+    locks = session.connection().dialect.name == "postgresql"
+    params: dict[str, Any] = {"limit": limit} if ids is None else {"limit": limit, "ids": ids}
+    return run(session, _unprocessed(ids is not None, locks), params).all()
+
+
+def unprocessed_facts(session: Session, ids: list[int]) -> list[Any]:
+    """These events, as ``EventFacts`` columns, if they are still unprocessed and have a node: read without locks."""
+    return list(
+        session.execute(
+            select(*_FACT_COLUMNS).where(
+                EVENTS.c.id.in_(ids), EVENTS.c.processed_at.is_(None), EVENTS.c.node_id.is_not(None)
+            )
+        ).all()
+    )
+
+
+def evidence_query(case_id: int, latest: int | None = None) -> Select[Any]:
+    """The read of a case's evidence, oldest first (or its ``latest`` events, newest first); it runs inside the
+    transaction that escalates the case, so it must stay on ``ix_health_events_case`` however many events the fleet
+    has stored."""
+    query = select(
+        EVENTS.c.id,
+        EVENTS.c.source,
+        EVENTS.c.code,
+        EVENTS.c.severity,
+        EVENTS.c.status,
+        EVENTS.c.gpu_index,
+        EVENTS.c.message,
+        EVENTS.c.observed_at,
+        EVENTS.c.received_at,
+    ).where(EVENTS.c.case_id == case_id)
+    if latest is None:
+        return query.order_by(EVENTS.c.observed_at, EVENTS.c.id)
+    return query.order_by(EVENTS.c.observed_at.desc(), EVENTS.c.id.desc()).limit(latest)
+
+
+def case_evidence(session: Session, case_id: int, latest: int | None = None) -> list[Any]:
+    """The case's events as ``evidence_query`` reads them."""
+    return list(session.execute(evidence_query(case_id, latest)).all())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Clusters: their driver targets and the sizes the budgets count.
+
+COUNTED_STATES = tuple(s.value for s in NodeState if s not in LEAVING_STATES)
+"""The node states a cluster's size counts: every state but those of a node leaving the fleet."""
+
+
+def cluster_target(session: Session, cluster_id: int) -> Any:
+    """The cluster's name, kind, driver and driver_config."""
+    return session.execute(
+        select(Cluster.name, Cluster.kind, Cluster.driver, Cluster.driver_config).where(Cluster.id == cluster_id)
+    ).one()
+
+
+def cluster_sizes(session: Session, cluster_id: int) -> tuple[int, int]:
+    """The nodes the budgets count and every node, whatever its state, counted in one read."""
+    counted = func.count().filter(Node.state.in_(COUNTED_STATES))
+    size, total = session.execute(
+        select(counted, func.count()).select_from(Node).where(Node.cluster_id == cluster_id)
+    ).one()
+    return int(size), int(total)
+
+
+def domain_sizes(session: Session) -> dict[Any, Any]:
+    """Every NVLink domain's counted nodes, by domain id, in one grouped read."""
+    return dict(
+        session.execute(
+            select(Node.nvlink_domain_id, func.count())
+            .where(Node.nvlink_domain_id.is_not(None), Node.state.in_(COUNTED_STATES))
+            .group_by(Node.nvlink_domain_id)
+        ).all()
+    )
+
+
+def domain_names(session: Session) -> dict[Any, Any]:
+    return dict(session.execute(select(NvlinkDomain.id, NvlinkDomain.name)).all())
+
+
+def cluster_names(session: Session) -> dict[Any, Any]:
+    """Every cluster's name by id."""
+    return dict(session.execute(select(Cluster.id, Cluster.name)).all())
+
+
+def clusters_by_name(session: Session) -> list[Any]:
+    """Every cluster's (id, name), by name."""
+    return list(session.execute(select(Cluster.id, Cluster.name).order_by(Cluster.name)))
+
+
+def cluster_named(session: Session, name: str) -> Any:
+    """The cluster's (id, name), or ``None``."""
+    return session.execute(select(Cluster.id, Cluster.name).where(Cluster.name == name)).one_or_none()
+
+
+def cluster_id_named(session: Session, name: str) -> int | None:
+    return session.execute(select(Cluster.id).where(Cluster.name == name)).scalar_one_or_none()
+
+
+def cluster_name(session: Session, cluster_id: int) -> str:
+    return session.execute(select(Cluster.name).where(Cluster.id == cluster_id)).scalar_one()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cases as people see them: lists, one case with its steps, reboots and ticket.
+
+
+def _case_query() -> Select[RemediationCase, str, str, str, str]:
+    return (
+        select(
+            RemediationCase, Node.serial, Node.hostname, Cluster.name.label("cluster"), Supplier.name.label("supplier")
+        )
+        .join(Node, Node.id == RemediationCase.node_id)
+        .join(Cluster, Cluster.id == RemediationCase.cluster_id)
+        .join(Supplier, Supplier.id == RemediationCase.supplier_id)
+    )
+
+
+def case_views(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    limit: int,
+    state: str | None = None,
+    open_only: bool = False,
+    cluster: str | None = None,
+    node_id: str | None = None,
+) -> list[Any]:
+    """Cases newest first with their node's serial and hostname, cluster and supplier names, filtered; a
+    tenant-scoped actor sees only cases of nodes allocated to its tenant."""
+    query = _case_query().order_by(RemediationCase.id.desc()).limit(limit)
+    if state:
+        query = query.where(RemediationCase.state == state)
+    if open_only:
+        query = query.where(RemediationCase.open_node_id.is_not(None))
+    if cluster:
+        query = query.where(Cluster.name == cluster)
+    if node_id:
+        query = query.where(RemediationCase.node_id == node_id)
+    visibility = tenant_visibility(actor, now)
+    if visibility is not None:
+        query = query.where(visibility)
+    return list(session.execute(query))
+
+
+def case_view_row(session: Session, actor: Actor, now: datetime, case_id: int) -> Any:
+    """One case as ``case_views`` reads it, or ``None`` (also when the actor may not see it)."""
+    query = _case_query().where(RemediationCase.id == case_id)
+    visibility = tenant_visibility(actor, now)
+    if visibility is not None:
+        query = query.where(visibility)
+    return session.execute(query).one_or_none()
+
+
+def case_steps(session: Session, case_id: int) -> Sequence[RemediationStep]:
+    return session.scalars(
+        select(RemediationStep).where(RemediationStep.case_id == case_id).order_by(RemediationStep.id)
+    ).all()
+
+
+def case_reboots(session: Session, case_id: int) -> Sequence[Reboot]:
+    return session.scalars(select(Reboot).where(Reboot.case_id == case_id).order_by(Reboot.id)).all()
+
+
+def latest_case_id(session: Session, node_id: str) -> int | None:
+    return session.execute(
+        select(RemediationCase.id).where(RemediationCase.node_id == node_id).order_by(RemediationCase.id.desc())
+    ).scalar_one_or_none()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The brakes: each cluster's circuit breaker.
+
+
+def breaker_status(session: Session, cluster_id: int) -> Any:
+    """The cluster's breaker (state, reason), or ``None`` when it never tripped."""
+    return session.execute(
+        select(RemediationBreaker.state, RemediationBreaker.reason).where(RemediationBreaker.cluster_id == cluster_id)
+    ).one_or_none()
+
+
+def breaker_state(session: Session, cluster_id: int) -> str | None:
+    return session.execute(
+        select(RemediationBreaker.state).where(RemediationBreaker.cluster_id == cluster_id)
+    ).scalar_one_or_none()
+
+
+def breakers_in_state(session: Session, state: str) -> list[Any]:
+    """The (cluster_id, reason) of every breaker in ``state``."""
+    return list(
+        session.execute(
+            select(RemediationBreaker.cluster_id, RemediationBreaker.reason).where(RemediationBreaker.state == state)
+        ).all()
+    )
+
+
+def breaker(session: Session, cluster_id: int, lock: bool = False) -> RemediationBreaker | None:
+    """The cluster's breaker row (locked for update with ``lock``), or ``None``."""
+    if lock:
+        return session.get(RemediationBreaker, cluster_id, with_for_update=True)
+    return session.get(RemediationBreaker, cluster_id)
+
+
+def add_breaker(session: Session, **values: Any) -> RemediationBreaker:
+    row = RemediationBreaker(**values)
+    session.add(row)
+    return row
+
+
+def all_breakers(session: Session) -> Sequence[RemediationBreaker]:
+    return session.scalars(select(RemediationBreaker)).all()
+
+
+def _held_by_breaker(cluster_id: int) -> Any:
+    return (
+        RemediationCase.cluster_id == cluster_id,
+        RemediationCase.held == "breaker",
+        RemediationCase.state == CaseState.DETECTED.value,
+    )
+
+
+def count_held_by_breaker(session: Session, cluster_id: int) -> int:
+    """The cluster's cases the breaker holds in ``detected``."""
+    return int(
+        session.execute(
+            select(func.count()).select_from(RemediationCase).where(*_held_by_breaker(cluster_id))
+        ).scalar_one()
+    )
+
+
+def wake_held_by_breaker(session: Session, cluster_id: int, now: datetime) -> None:
+    """Have the cluster's held cases looked at again now."""
+    session.execute(update(RemediationCase).where(*_held_by_breaker(cluster_id)).values(next_check_at=now))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Policy overrides.
+
+
+def active_overrides(session: Session) -> list[Any]:
+    """The (cluster_id, pool, key, value) of every override not revoked, oldest first."""
+    return list(
+        session.execute(
+            select(
+                RemediationOverride.cluster_id,
+                RemediationOverride.pool,
+                RemediationOverride.key,
+                RemediationOverride.value,
+            )
+            .where(RemediationOverride.revoked_at.is_(None))
+            .order_by(RemediationOverride.id)
+        ).all()
+    )
+
+
+def overrides(session: Session, with_revoked: bool) -> Sequence[RemediationOverride]:
+    query = select(RemediationOverride).order_by(RemediationOverride.id)
+    if not with_revoked:
+        query = query.where(RemediationOverride.revoked_at.is_(None))
+    return session.scalars(query).all()
+
+
+def add_override(session: Session, **values: Any) -> RemediationOverride:
+    """A new override, flushed so it has its id."""
+    row = RemediationOverride(**values)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def override_for_update(session: Session, override_id: int) -> RemediationOverride | None:
+    return session.get(RemediationOverride, override_id, with_for_update=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reboots.
+
+
+def insert_reboot(session: Session, **values: Any) -> int:
+    result = session.execute(insert(Reboot).returning(Reboot.id).values(**values))
+    return int(result.scalar_one())
+
+
+def reboot_went_down(session: Session, reboot_id: int, at: datetime) -> None:
+    session.execute(update(Reboot).where(Reboot.id == reboot_id, Reboot.went_down_at.is_(None)).values(went_down_at=at))
+
+
+def reboot_requested_at(session: Session, reboot_id: int) -> datetime:
+    return session.execute(select(Reboot.requested_at).where(Reboot.id == reboot_id)).scalar_one()
+
+
+def reboot_returned(session: Session, reboot_id: int, back: datetime, seconds: float, requested: datetime) -> None:
+    """The node answered again at ``back``; a reboot never seen going down went down when it was asked for."""
+    session.execute(
+        update(Reboot)
+        .where(Reboot.id == reboot_id)
+        .values(
+            came_back_at=back,
+            seconds=seconds,
+            outcome="returned",
+            went_down_at=func.coalesce(Reboot.went_down_at, requested),
+        )
+    )
+
+
+def reboot_not_returned(session: Session, reboot_id: int) -> None:
+    session.execute(update(Reboot).where(Reboot.id == reboot_id).values(outcome="not_returned"))
+
+
+def reboot_outcomes(session: Session, since: datetime | None = None) -> Sequence[Any]:
+    """The (source, outcome, seconds) of every reboot, or of those requested since ``since``."""
+    query = select(Reboot.source, Reboot.outcome, Reboot.seconds)
+    if since is not None:
+        query = query.where(Reboot.requested_at >= since)
+    return session.execute(query).all()
+
+
+def recent_reboots(session: Session, limit: int, cluster: str | None = None, outcome: str | None = None) -> list[Any]:
+    """The latest reboots first, each as (reboot, node hostname, cluster name)."""
+    query = (
+        select(Reboot, Node.hostname, Cluster.name)
+        .join(Node, Node.id == Reboot.node_id)
+        .join(Cluster, Cluster.id == Reboot.cluster_id)
+        .order_by(Reboot.id.desc())
+        .limit(limit)
+    )
+    if cluster:
+        query = query.where(Cluster.name == cluster)
+    if outcome:
+        query = query.where(Reboot.outcome == outcome)
+    return list(session.execute(query))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Supplier tickets.
+
+
+def ticket_node(session: Session, node_id: str) -> Any:
+    """The node's serial, hostname, supplier_id and cluster name."""
+    return session.execute(
+        select(Node.serial, Node.hostname, Node.supplier_id, Cluster.name)
+        .join(Cluster, Cluster.id == Node.cluster_id)
+        .where(Node.id == node_id)
+    ).one()
+
+
+def gpu_serial(session: Session, node_id: str, gpu_index: int) -> str | None:
+    return session.execute(select(Gpu.serial).where(Gpu.node_id == node_id, Gpu.idx == gpu_index)).scalar_one_or_none()
+
+
+def open_ticket_of(session: Session, open_unit: str) -> Ticket | None:
+    """The unit's open ticket, locked for update, or ``None``."""
+    return session.execute(select(Ticket).where(Ticket.open_unit == open_unit).with_for_update()).scalar_one_or_none()
+
+
+def add_ticket(session: Session, **values: Any) -> Ticket:
+    """A new ticket, flushed so it has its id."""
+    ticket = Ticket(**values)
+    session.add(ticket)
+    session.flush()
+    return ticket
+
+
+def ticket(session: Session, ticket_id: int) -> Ticket | None:
+    return session.get(Ticket, ticket_id)
+
+
+def tickets(session: Session, limit: int, status: str | None = None, supplier: str | None = None) -> list[Any]:
+    """The latest tickets first, each as (ticket, supplier name)."""
+    query = select(Ticket, Supplier.name).join(Supplier, Supplier.id == Ticket.supplier_id).order_by(Ticket.id.desc())
+    if status:
+        query = query.where(Ticket.status == status)
+    if supplier:
+        query = query.where(Supplier.name == supplier)
+    return list(session.execute(query.limit(limit)))
+
+
+def ticket_with_supplier(session: Session, ticket_id: int) -> Any:
+    """(ticket, supplier name), or ``None``."""
+    return session.execute(
+        select(Ticket, Supplier.name).join(Supplier, Supplier.id == Ticket.supplier_id).where(Ticket.id == ticket_id)
+    ).one_or_none()
+
+
+def ticket_sent(session: Session, ticket_id: int, now: datetime) -> None:
+    """The notifier delivered an open ticket."""
+    session.execute(
+        update(Ticket).where(Ticket.id == ticket_id, Ticket.status == "open").values(status="sent", updated_at=now)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The outbox and its channels.
+
+
+def message_queued(session: Session, key: str) -> bool:
+    return session.execute(select(OutboxMessage.id).where(OutboxMessage.key == key)).first() is not None
+
+
+def insert_message(session: Session, **values: Any) -> int:
+    result = session.execute(insert(OutboxMessage).returning(OutboxMessage.id).values(**values))
+    return int(result.scalar_one())
+
+
+def enabled_channels(session: Session) -> list[Any]:
+    """The (name, url, supplier_id) of every enabled channel."""
+    return list(
+        session.execute(
+            select(NotificationChannel.name, NotificationChannel.url, NotificationChannel.supplier_id).where(
+                NotificationChannel.enabled.is_(True)
+            )
+        )
+    )
+
+
+def due_messages(session: Session, statuses: tuple[str, ...], now: datetime, limit: int) -> Sequence[OutboxMessage]:
+    """Messages in these statuses due by ``now``, oldest first; on PostgreSQL locked, skipping those another
+    deliverer holds."""
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.status.in_(statuses), OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    if session.connection().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return session.scalars(query).all()
+
+
+def set_message(session: Session, message_id: int, **values: Any) -> None:
+    session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values))
+
+
+def reschedule_messages(session: Session, status: str, at: datetime) -> None:
+    """Every message in ``status`` is next tried at ``at``."""
+    session.execute(update(OutboxMessage).where(OutboxMessage.status == status).values(next_attempt_at=at))
+
+
+def supplier_id_named(session: Session, name: str) -> int | None:
+    return session.execute(select(Supplier.id).where(Supplier.name == name)).scalar_one_or_none()
+
+
+def supplier_names(session: Session) -> dict[Any, Any]:
+    return dict(session.execute(select(Supplier.id, Supplier.name)).all())
+
+
+def channel(session: Session, name: str) -> NotificationChannel | None:
+    return session.get(NotificationChannel, name)
+
+
+def add_channel(session: Session, **values: Any) -> NotificationChannel:
+    row = NotificationChannel(**values)
+    session.add(row)
+    return row
+
+
+def channels(session: Session) -> Sequence[NotificationChannel]:
+    return session.scalars(select(NotificationChannel).order_by(NotificationChannel.name)).all()
+
+
+def message_counts(session: Session) -> dict[Any, Any]:
+    """Messages by status."""
+    return dict(session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
+
+
+def oldest_message(session: Session, statuses: tuple[str, ...]) -> datetime | None:
+    """When the oldest message in these statuses was created."""
+    return session.execute(
+        select(func.min(OutboxMessage.created_at)).where(OutboxMessage.status.in_(statuses))
+    ).scalar_one_or_none()
+
+
+def recent_messages(session: Session, limit: int) -> Sequence[OutboxMessage]:
+    return session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)).all()

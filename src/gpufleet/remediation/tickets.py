@@ -12,14 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import Cluster, Gpu, Node, Supplier, Ticket
+from gpufleet.adapters.db.models import Ticket
 from gpufleet.fleet.lifecycle import check_reason
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput, NotFound
+from gpufleet.remediation import store
 from gpufleet.remediation.outbox import enqueue
 
 STATUSES = ("open", "sent", "acknowledged", "resolved", "closed")
@@ -34,23 +32,17 @@ class TicketRef:
     unit: str
 
 
-def _unit(session: Session, node_id: str, gpu_index: int | None) -> tuple[str, str | None, str, int, str]:
-    node = session.execute(
-        select(Node.serial, Node.hostname, Node.supplier_id, Cluster.name)
-        .join(Cluster, Cluster.id == Node.cluster_id)
-        .where(Node.id == node_id)
-    ).one()
+def _unit(session: UnitOfWork, node_id: str, gpu_index: int | None) -> tuple[str, str | None, str, int, str]:
+    node = store.ticket_node(session, node_id)
     gpu_serial = None
     if gpu_index is not None:
-        gpu_serial = session.execute(
-            select(Gpu.serial).where(Gpu.node_id == node_id, Gpu.idx == gpu_index)
-        ).scalar_one_or_none()
+        gpu_serial = store.gpu_serial(session, node_id, gpu_index)
     unit = f"gpu:{gpu_serial}" if gpu_serial else f"node:{node.serial}"
     return unit, gpu_serial, node.serial, node.supplier_id, node.hostname
 
 
 def open_ticket(
-    session: Session,
+    session: UnitOfWork,
     node_id: str,
     gpu_index: int | None,
     case_id: int,
@@ -62,7 +54,7 @@ def open_ticket(
     """Open a ticket for the unit, or add this case and its evidence to the unit's open ticket."""
     unit, gpu_serial, serial, supplier_id, hostname = _unit(session, node_id, gpu_index)
     open_unit = f"{supplier_id}|{unit}"
-    ticket = session.execute(select(Ticket).where(Ticket.open_unit == open_unit).with_for_update()).scalar_one_or_none()
+    ticket = store.open_ticket_of(session, open_unit)
     if ticket is not None:
         if case_id not in ticket.case_ids:
             ticket.case_ids = [*ticket.case_ids, case_id]
@@ -79,7 +71,8 @@ def open_ticket(
                 ticket.id,
             )
         return TicketRef(ticket.id, False, unit)
-    ticket = Ticket(
+    ticket = store.add_ticket(
+        session,
         supplier_id=supplier_id,
         node_id=node_id,
         unit=unit,
@@ -94,8 +87,6 @@ def open_ticket(
         updated_at=now,
         version=1,
     )
-    session.add(ticket)
-    session.flush()
     enqueue(
         session,
         f"ticket-{ticket.id}-opened",
@@ -122,9 +113,9 @@ def _payload(ticket: Ticket, serial: str, hostname: str, summary: str) -> dict[s
     }
 
 
-def resolve_ticket(session: Session, ticket_id: int, now: datetime, note: str) -> None:
+def resolve_ticket(session: UnitOfWork, ticket_id: int, now: datetime, note: str) -> None:
     """The hardware came back: the unit may get a new ticket from now on."""
-    ticket = session.get(Ticket, ticket_id)
+    ticket = store.ticket(session, ticket_id)
     if ticket is None or ticket.status not in OPEN_STATUSES:
         return
     ticket.status, ticket.open_unit, ticket.updated_at = "resolved", None, now
@@ -170,14 +161,7 @@ def list_tickets(
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"unknown status '{status}'; expected one of: {', '.join(STATUSES)}", field="status")
     with db.reader() as session:
-        query = (
-            select(Ticket, Supplier.name).join(Supplier, Supplier.id == Ticket.supplier_id).order_by(Ticket.id.desc())
-        )
-        if status:
-            query = query.where(Ticket.status == status)
-        if supplier:
-            query = query.where(Supplier.name == supplier)
-        return [_view(t, name) for t, name in session.execute(query.limit(limit))]
+        return [_view(t, name) for t, name in store.tickets(session, limit, status, supplier)]
 
 
 def set_ticket_status(
@@ -193,11 +177,7 @@ def set_ticket_status(
         raise InvalidInput("the supplier's reference is at most 200 characters", field="external_ref")
     now = db.clock.now()
     with db.transaction() as session:
-        row = session.execute(
-            select(Ticket, Supplier.name)
-            .join(Supplier, Supplier.id == Ticket.supplier_id)
-            .where(Ticket.id == ticket_id)
-        ).one_or_none()
+        row = store.ticket_with_supplier(session, ticket_id)
         if row is None:
             raise NotFound(f"no ticket with id {ticket_id}")
         ticket, supplier = row
