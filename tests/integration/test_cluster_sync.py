@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from gpufleet.adapters.db.models import Cluster, NodeEvent
 from gpufleet.clusters.drivers import DriverRegistry, set_cluster_driver
-from gpufleet.clusters.sync import sync_cluster, synced_clusters
+from gpufleet.clusters.sync import cluster_settings, sync_cluster, synced_clusters
 from gpufleet.fleet.lifecycle import transition
 from gpufleet.platform.database import Database
 from gpufleet.platform.errors import Forbidden, InvalidInput
+from gpufleet.remediation.policy import PolicyBook, set_override
 from tests.factories import ADMIN, OPERATOR, seed_reference
 from tests.fixtures.kubernetes_api import TOKEN, FakeApiServer
 from tests.integration.api_support import make_api
@@ -115,3 +116,26 @@ def test_the_clusters_api_checks_roles(db: Database) -> None:
     checked = api.get("/api/v1/clusters/west-fleet/check", who="viewer")
     assert checked.status_code == 200 and checked.json()["reachable"]
     assert api.get("/api/v1/clusters/west-fleet/check", who="tenant-a").status_code == 403
+
+
+def test_a_cluster_setting_has_one_home_that_sync_and_remediation_both_read(db: Database) -> None:
+    seed_reference(db)
+    refused = pytest.raises(InvalidInput, match="is a cluster setting, not a driver setting")
+    with refused as caught:
+        set_cluster_driver(db, "east-frontier", "slurm", {"drain_deadline_minutes": 90}, ADMIN)
+    assert caught.value.field == "clusters.east-frontier.driver_config.drain_deadline_minutes"
+    defaults = cluster_settings(db, "east-frontier")
+    assert (defaults.drain_deadline_minutes, defaults.reboot_timeout_minutes) == (60, 120)
+    set_override(db, ADMIN, "setting:drain_deadline_minutes", 90, "fleet-wide", cluster=None)
+    set_override(
+        db, ADMIN, "setting:drain_deadline_minutes", 45, "this cluster's jobs checkpoint", cluster="east-frontier"
+    )
+    set_override(db, ADMIN, "setting:reboot_timeout_minutes", 30, "bare metal boots fast", cluster="east-frontier")
+    set_override(db, ADMIN, "setting:reboot_timeout_minutes", 5, "one pool only", cluster="east-frontier", pool="p1")
+    synced = cluster_settings(db, "east-frontier")
+    assert (synced.drain_deadline_minutes, synced.reboot_timeout_minutes) == (45, 30)
+    assert cluster_settings(db, "west-research").drain_deadline_minutes == 90  # only the fleet's override
+    with db.reader() as session:
+        cluster_id = session.execute(select(Cluster.id).where(Cluster.name == "east-frontier")).scalar_one()
+        remediation = PolicyBook(session).get(cluster_id).settings
+    assert remediation == synced

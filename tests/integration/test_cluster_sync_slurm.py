@@ -13,11 +13,13 @@ from sqlalchemy import select
 
 from gpufleet.adapters.db.models import Node, NodeEvent
 from gpufleet.clusters.drivers import DriverRegistry, set_cluster_driver
+from gpufleet.clusters.settings import CLUSTER_SETTING_KEYS
 from gpufleet.clusters.sync import HeldOutside, reboot_in_scheduler, resume_in_scheduler, sync_cluster
 from gpufleet.fleet.inventory import import_nodes
 from gpufleet.fleet.lifecycle import transition
 from gpufleet.platform.clock import ManualClock
 from gpufleet.platform.database import Database
+from gpufleet.remediation.policy import set_override
 from tests.factories import ADMIN, OPERATOR, seed_reference
 from tests.fixtures.slurm import fixtures
 from tests.fixtures.slurm.cluster import SlurmTestCluster
@@ -28,12 +30,17 @@ CLUSTER = "east-frontier"
 
 
 def fleet(db: Database, slurm: SlurmTestCluster, **settings: object) -> DriverRegistry:
+    """Eight in-service nodes under the loopback Slurm; ``settings`` go to the driver, or to the cluster's own settings
+    (policy overrides) for those that are cluster settings."""
+    driver = {k: v for k, v in settings.items() if k not in CLUSTER_SETTING_KEYS}
     seed_reference(db)
     rows = ["supplier,serial,hostname,sku,cluster,state"]
     rows += [f"acme-cloud,S{i:03d},gpu-{i:03d},H100-SXM-80GB,{CLUSTER},in_service" for i in range(1, 9)]
     report = import_nodes(db, "\n".join(rows) + "\n", "fleet.csv", OPERATOR)
     assert report.created == 8, report.as_dict()
-    set_cluster_driver(db, CLUSTER, "slurm", {"conf": slurm.conf, "timeout_seconds": 20, **settings}, ADMIN)
+    set_cluster_driver(db, CLUSTER, "slurm", {"conf": slurm.conf, "timeout_seconds": 20, **driver}, ADMIN)
+    for name, value in settings.items() - driver.items():
+        set_override(db, ADMIN, f"setting:{name}", value, "this test's cluster", cluster=CLUSTER)
     return DriverRegistry(db.clock)
 
 
@@ -115,7 +122,7 @@ def test_reboots_that_return_are_recorded_and_those_that_do_not_are_escalated(
         # One real reboot cycle per Slurm session: rebooting the same slurmd twice in quick succession is what made this
         # flaky, and the database side of reboot tracking is the same code on both backends.
         pytest.skip("reboot cycle runs once per Slurm session, on SQLite")
-    registry = fleet(db, slurm)
+    registry = fleet(db, slurm, reboot_timeout_minutes=30)
     slurm.no_return("gpu-006")
     reboot_in_scheduler(db, "gpu-005", "kernel update", OPERATOR, registry=registry)
     reboot_in_scheduler(db, "gpu-006", "kernel update", OPERATOR, registry=registry)

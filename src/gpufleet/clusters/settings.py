@@ -9,21 +9,18 @@ in plain text, and nothing here ever logs a setting's value.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from gpufleet.adapters.drivers.kubernetes import KubernetesSettings
 from gpufleet.adapters.drivers.slurm import COMMANDS, SlurmSettings
 from gpufleet.platform.errors import InvalidInput
 
-SYNC_KEYS = frozenset({"reboot_timeout_minutes", "drain_deadline_minutes", "escalate_after_failures"})
+CLUSTER_SETTING_KEYS = frozenset({"reboot_timeout_minutes", "drain_deadline_minutes", "escalate_after_failures"})
+"""Settings of the cluster's automation, not of its driver: they have one home, the cluster settings."""
 SIMULATED_KEYS = frozenset({"seed", "reboot_no_return", "detect_per_pass", "boot_minutes"})
-SLURM_KEYS = frozenset({"conf", "bin_dir", "timeout_seconds", "reservation_user", *COMMANDS}) | SYNC_KEYS
-KUBERNETES_KEYS = (
-    frozenset({"kubeconfig", "context", "in_cluster", "timeout_seconds", "eviction_grace_seconds"}) | SYNC_KEYS
-)
-KEYS = {"simulated": SIMULATED_KEYS | SYNC_KEYS, "slurm": SLURM_KEYS, "kubernetes": KUBERNETES_KEYS}
+SLURM_KEYS = frozenset({"conf", "bin_dir", "timeout_seconds", "reservation_user", *COMMANDS})
+KUBERNETES_KEYS = frozenset({"kubeconfig", "context", "in_cluster", "timeout_seconds", "eviction_grace_seconds"})
+KEYS = {"simulated": SIMULATED_KEYS, "slurm": SLURM_KEYS, "kubernetes": KUBERNETES_KEYS}
 PATH_KEYS = frozenset({"conf", "bin_dir", "kubeconfig", *COMMANDS})
 _SECRET_WORDS = (
     "token",
@@ -38,15 +35,6 @@ _SECRET_WORDS = (
     "certificate_data",
     "private",
 )
-
-
-@dataclass(frozen=True)
-class SyncSettings:
-    """How the reconcile loop treats a cluster: when a reboot counts as lost, how long a drain may wait."""
-
-    reboot_timeout: timedelta = timedelta(minutes=30)
-    drain_deadline: timedelta = timedelta(hours=4)
-    escalate_after_failures: int = 3
 
 
 def _where(cluster: str, key: str | None = None) -> str:
@@ -83,6 +71,13 @@ def check_driver_config(cluster: str, driver: str, config: Mapping[str, Any]) ->
             )
         if isinstance(value, str) and "\n" in value:
             raise InvalidInput("expected one line (a path or a name), not file contents", field=_where(cluster, key))
+    moved = sorted(CLUSTER_SETTING_KEYS & set(config))
+    if moved:
+        raise InvalidInput(
+            f"{moved[0]} is a cluster setting, not a driver setting: set it with `gpufleet policy override --cluster"
+            f" {cluster} --set {moved[0]}=VALUE --reason TEXT`",
+            field=_where(cluster, moved[0]),
+        )
     unknown = sorted(set(config) - KEYS[driver])
     if unknown:
         allowed = ", ".join(sorted(KEYS[driver]))
@@ -91,20 +86,11 @@ def check_driver_config(cluster: str, driver: str, config: Mapping[str, Any]) ->
         path = _text(cluster, config, key)
         if path is not None and not path.startswith("/"):
             raise InvalidInput(f"expected an absolute path, got {path!r}", field=_where(cluster, key))
-    sync_settings(cluster, config)
     if driver == "slurm":
         slurm_settings(cluster, config)
     elif driver == "kubernetes":
         kubernetes_settings(cluster, config)
     return dict(config)
-
-
-def sync_settings(cluster: str, config: Mapping[str, Any]) -> SyncSettings:
-    return SyncSettings(
-        reboot_timeout=timedelta(minutes=_number(cluster, config, "reboot_timeout_minutes", 1, 7 * 24 * 60, 30)),
-        drain_deadline=timedelta(minutes=_number(cluster, config, "drain_deadline_minutes", 0, 14 * 24 * 60, 240)),
-        escalate_after_failures=int(_number(cluster, config, "escalate_after_failures", 1, 100, 3)),
-    )
 
 
 def slurm_settings(cluster: str, config: Mapping[str, Any]) -> SlurmSettings:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Row, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from gpufleet.adapters.db.models import Cluster, Node, NodeEvent
+from gpufleet.adapters.db.models import Cluster, Node, NodeEvent, RemediationOverride
 from gpufleet.platform.database import Database
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -35,6 +35,24 @@ def set_driver(session: Session, cluster: str, driver: str, config: Mapping[str,
         update(Cluster).where(Cluster.name == cluster).values(driver=driver, driver_config=config)
     ).rowcount  # type: ignore[attr-defined]
     return found
+
+
+def setting_overrides(session: Session, cluster: str) -> list[tuple[str, Any]]:
+    """The (key, value) of every setting override in force for the cluster as a whole: the fleet's first, then the
+    cluster's own, each oldest first, the order the policy applies them in. Pool overrides name a part of the
+    cluster and are left to remediation, which acts per node."""
+    rows = session.execute(
+        select(RemediationOverride.key, RemediationOverride.value)
+        .where(
+            RemediationOverride.revoked_at.is_(None),
+            RemediationOverride.pool.is_(None),
+            RemediationOverride.key.startswith("setting:"),
+            RemediationOverride.cluster_id.is_(None)
+            | RemediationOverride.cluster_id.in_(select(Cluster.id).where(Cluster.name == cluster)),
+        )
+        .order_by(RemediationOverride.cluster_id.is_not(None), RemediationOverride.id)
+    ).all()
+    return [(key, value) for key, value in rows]
 
 
 def synced_cluster_names(session: Session) -> list[str]:

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from gpufleet.adapters.drivers.base import MAINTENANCE_TAINT, ClusterDriver, DriverError, NodeStatus
 from gpufleet.adapters.drivers.ownership import HeldByOthers, tag_reason
 from gpufleet.clusters import store
 from gpufleet.clusters.drivers import DriverRegistry, cluster_target, default_registry
-from gpufleet.clusters.settings import SyncSettings, sync_settings
 from gpufleet.domain.lifecycle import HELD_STATES, NodeState
+from gpufleet.domain.settings import Settings
+from gpufleet.domain.xid_policy import overridden_settings
 from gpufleet.fleet.lifecycle import apply_transition, check_reason
 from gpufleet.fleet.refs import resolve_node_id
 from gpufleet.platform.context import SYSTEM, Actor, Role
@@ -176,12 +177,14 @@ def _event_row(
 
 class _Sync:
     def __init__(
-        self, db: Database, driver: ClusterDriver, report: SyncReport, settings: SyncSettings, actor: Actor
+        self, db: Database, driver: ClusterDriver, report: SyncReport, settings: Settings, actor: Actor
     ) -> None:
         self.db = db
         self.driver = driver
         self.report = report
         self.settings = settings
+        self.reboot_timeout = timedelta(minutes=settings.reboot_timeout_minutes)
+        self.drain_deadline = timedelta(minutes=settings.drain_deadline_minutes)
         self.actor = actor
         self.now = db.clock.now()
         self.source = f"{report.driver}:{report.cluster}"
@@ -248,8 +251,8 @@ class _Sync:
             self.report.observed.append({"node": node.hostname, "event": "reboot_returned", "seconds": seconds})
             return
         timed_out = status.extra.get("reboot_timed_out") == "true"
-        if timed_out or self.now - asked.at > self.settings.reboot_timeout:
-            why = "the scheduler gave up waiting" if timed_out else f"not back within {self.settings.reboot_timeout}"
+        if timed_out or self.now - asked.at > self.reboot_timeout:
+            why = "the scheduler gave up waiting" if timed_out else f"not back within {self.reboot_timeout}"
             data = {"asked_at": asked.at.isoformat(), "native_state": status.native_state}
             rows = [
                 _event_row(
@@ -364,7 +367,7 @@ class _Sync:
             return
         reason = self.hold_reason(node)
         if node.state is NodeState.DRAINING:
-            deadline = node.state_since + self.settings.drain_deadline
+            deadline = node.state_since + self.drain_deadline
             drained = self.act_quiet(node, "drain", reason, lambda: self.driver.drain(node.hostname, reason, deadline))
             if drained is not None and drained.complete:
                 self.transition(node, "drained", f"the scheduler reports no work left on {node.hostname}")
@@ -406,6 +409,13 @@ def _nodes(db: Database, cluster: str) -> list[_Node]:
     return [_Node(r.id, r.hostname, NodeState(r.state), r.state_since, r.cluster_id) for r in rows]
 
 
+def cluster_settings(db: Database, cluster: str) -> Settings:
+    """The settings in force for the cluster as a whole: the defaults, then the fleet's and the cluster's overrides
+    (``gpufleet policy override``), the same values remediation reads."""
+    with db.reader() as session:
+        return overridden_settings(Settings(), store.setting_overrides(session, cluster))
+
+
 def sync_cluster(
     db: Database, cluster: str, actor: Actor = SYSTEM, registry: DriverRegistry | None = None
 ) -> SyncReport:
@@ -429,7 +439,7 @@ def sync_cluster(
             report.reachable = False
             report.error = str(exc)
             return report
-        sync = _Sync(db, driver, report, sync_settings(cluster, target.config), actor)
+        sync = _Sync(db, driver, report, cluster_settings(db, cluster), actor)
         known = {n.hostname for n in nodes}
         report.unknown_to_gpufleet = sorted(set(statuses) - known)
         for node in nodes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gpufleet.domain.xid_policy import Settings
+from gpufleet.domain.settings import Settings
 
 
 def budget_limit(fraction: float, minimum: int, size: int) -> int:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from gpufleet.domain.xid_policy import LADDER_ORDER, Action, Kind, Settings, XidPolicy, strength
+from gpufleet.domain.settings import Settings
+from gpufleet.domain.xid_policy import LADDER_ORDER, Action, Kind, XidPolicy, strength
 
 
 class CaseState(StrEnum):

@@ -9,11 +9,13 @@ what the controller applies. Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
+
+from gpufleet.domain.settings import DIAGNOSTIC_CHECKS, SETTING_NAMES, Settings
 
 
 class Action(StrEnum):
@@ -155,35 +157,6 @@ class Backoff:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Safety limits and timings: what overrides per cluster or pool most often change."""
-
-    dry_run: bool = False
-    cluster_budget_fraction: float = 0.10
-    cluster_budget_min: int = 3
-    nvlink_budget_fraction: float = 0.25
-    nvlink_budget_min: int = 1
-    breaker_window_minutes: int = 10
-    breaker_fraction: float = 0.2
-    breaker_min: int = 10
-    drain_deadline_minutes: int = 60
-    reboot_timeout_minutes: int = 120
-    poll_seconds: int = 120
-    stale_after_minutes: int = 360
-    supplier_days: int = 14
-    human_hours: int = 24
-    diagnostics_software: str = "dcgm_r1"
-    diagnostics_hardware: str = "dcgm_r3"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Settings))
-DIAGNOSTIC_CHECKS = ("dcgm_r1", "dcgm_r2", "dcgm_r3", "dcgm_r4")
-
-
-@dataclass(frozen=True)
 class XidPolicy:
     version: str
     codes: Mapping[str, CodeRule]
@@ -194,7 +167,7 @@ class XidPolicy:
     repeats: tuple[RepeatRule, ...]
     ladder: tuple[LadderStep, ...]
     backoff: Backoff
-    settings: Settings = Settings()
+    settings: Settings = field(default_factory=Settings)
     source: str = ""
     _prefixed: dict[tuple[str, str], CodeRule | None] = field(
         default_factory=dict, compare=False, repr=False, init=False
@@ -560,6 +533,13 @@ def check_override(key: str, value: object, policy: XidPolicy) -> tuple[str, Any
         settings = read_settings({name: value}, policy.settings, where="setting")
         return f"{SETTING_KEY}{name}", getattr(settings, name)
     raise PolicyError("key", f"expected '{CODE_KEY}<code>' or '{SETTING_KEY}<name>', got {key!r}")
+
+
+def overridden_settings(base: Settings, overrides: Sequence[tuple[str, Any]]) -> Settings:
+    """The settings with the overrides' ``setting:`` keys applied in order (later ones win), as ``apply_overrides``
+    applies them: what cluster sync reads for a cluster without building the whole policy."""
+    changes = {key[len(SETTING_KEY) :]: value for key, value in overrides if key.startswith(SETTING_KEY)}
+    return read_settings(changes, base) if changes else base
 
 
 def apply_overrides(policy: XidPolicy, overrides: Sequence[tuple[str, Any]]) -> XidPolicy:

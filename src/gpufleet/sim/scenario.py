@@ -186,8 +186,6 @@ class ValidationSpec(_Spec):
 
 class PolicySpec(_Spec):
     detection_minutes: Window = Window(min=1, max=6)
-    drain_deadline_minutes: float = Field(default=60.0, ge=0)
-    reboot_timeout_minutes: float = Field(default=120.0, gt=0)
     poll_minutes: float = Field(default=5.0, gt=0)
     provision_hours: Spread = Spread(median=1.5, p90=3)
     validation: ValidationSpec = ValidationSpec()
