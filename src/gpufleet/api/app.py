@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -68,6 +69,26 @@ def _body_limit(path: str) -> int:
     return UPLOAD_BODY_LIMIT if path in UPLOAD_PATHS else JSON_BODY_LIMIT
 
 
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with each problem's schema under application/problem+json, the type it is sent as.
+
+    FastAPI files a response's ``model`` under the route's own media type (application/json, text/html); the error
+    answers declared with ``schemas.problem`` name both, so the schema moves to the one the server really writes.
+    """
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = FastAPI.openapi(app)  # builds the document and keeps it as app.openapi_schema
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for answer in operation.get("responses", {}).values():
+                content = answer.get("content", {})
+                if problems.PROBLEM_JSON not in content:
+                    continue
+                for media in [m for m in content if m != problems.PROBLEM_JSON and "schema" in content[m]]:
+                    content[problems.PROBLEM_JSON]["schema"] = content.pop(media)["schema"]
+    return document
+
+
 def create_app(db: Database | None = None) -> FastAPI:
     owned = db is None
     database = db if db is not None else open_database()
@@ -90,6 +111,7 @@ def create_app(db: Database | None = None) -> FastAPI:
         redoc_url=None,
         default_response_class=JSONResponse,
     )
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.db = database
     app.state.metrics_registry = metrics.registry_for(database)
     problems.install(app)

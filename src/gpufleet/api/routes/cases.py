@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from gpufleet.api.auth import Operator, TenantViewer
 from gpufleet.api.deps import Db
-from gpufleet.api.schemas import PROBLEMS, problem
+from gpufleet.api.responses import ValueJSONResponse
+from gpufleet.api.schemas import AUTH, problems
+from gpufleet.api.schemas.cases import CaseDetailOut, CaseOut, SupplierReturnOut
+from gpufleet.domain.remediation import PERSON_ACTIONS
 from gpufleet.remediation.cases import act_on_case, list_cases, return_from_supplier, show_case
 
-router = APIRouter(prefix="/cases", tags=["remediation"], responses=PROBLEMS)
+router = APIRouter(prefix="/cases", tags=["remediation"], responses=AUTH)
+NO_CASE = (404, "No such case (or not one of the token's tenant's nodes)")
+RACE = (412, "The node changed while the action was applied: look again and retry")
+
+PersonAction = StrEnum("PersonAction", [(name, name) for name in PERSON_ACTIONS])  # type: ignore[misc]
+"""What a person may ask of a case, in the domain table's order (gpufleet.domain.remediation.PERSON_ACTIONS)."""
+
+
+def _actions_doc() -> str:
+    return "; ".join(f"{name}: {t.doc} ({t.target.value})" for name, t in PERSON_ACTIONS.items()) + "."
 
 
 class CaseActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    action: Literal["repaired", "retry", "escalate", "close"] = Field(
-        description="repaired: validation decides; retry: back to automation; escalate: to the supplier; close."
-    )
+    action: PersonAction = Field(description=_actions_doc())
     reason: str = Field(min_length=1, max_length=2000, description="Why: recorded on the case.")
     hardware_change: bool = Field(
         default=True, description="For repaired: did the repair change hardware (then the slow path)?"
@@ -32,7 +43,12 @@ class SupplierReturnIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000, description="What the supplier did.")
 
 
-@router.get("", summary="Cases newest first: each with its node, state, action, kind and owner")
+@router.get(
+    "",
+    response_model=list[CaseOut],
+    summary="Cases newest first: each with its node, state, action, kind and owner",
+    responses=problems((404, "No such node"), 422),
+)
 def get_cases(
     actor: TenantViewer,
     db: Db,
@@ -41,25 +57,48 @@ def get_cases(
     node: Annotated[str | None, Query(max_length=255, description="Chassis id, serial or hostname.")] = None,
     open_only: Annotated[bool, Query(alias="open", description="Only cases still open.")] = False,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
-) -> list[dict[str, Any]]:
+) -> ValueJSONResponse:
     """A tenant-scoped token sees only cases of nodes allocated to its tenant."""
-    return list_cases(db, actor, state, cluster, node, open_only, limit)
+    return ValueJSONResponse(list_cases(db, actor, state, cluster, node, open_only, limit))
 
 
-@router.get("/{case_id}", summary="One case: its steps (who or what, when), evidence, reboots and ticket")
-def get_case(case_id: int, actor: TenantViewer, db: Db) -> dict[str, Any]:
-    return show_case(db, actor, case_id)
+@router.get(
+    "/{case_id}",
+    response_model=CaseDetailOut,
+    summary="One case: its steps (who or what, when), evidence, reboots and ticket",
+    responses=problems(NO_CASE, 422),
+)
+def get_case(case_id: int, actor: TenantViewer, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse(show_case(db, actor, case_id))
 
 
 @router.post(
     "/{case_id}/actions",
-    summary="A person's decision on a case, with a reason",
-    responses={**problem(409, "The case is closed, or the node is not where the action needs it")},
+    response_model=CaseDetailOut,
+    summary="A person's decision on a case, with a reason: the case as it is afterwards",
+    responses=problems(
+        NO_CASE,
+        (409, "The case is closed, or the node is not where the action needs it"),
+        RACE,
+        413,
+        422,
+    ),
 )
-def post_action(case_id: int, body: CaseActionIn, actor: Operator, db: Db) -> dict[str, Any]:
-    return act_on_case(db, actor, case_id, body.action, body.reason, body.hardware_change)
+def post_action(case_id: int, body: CaseActionIn, actor: Operator, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse(act_on_case(db, actor, case_id, body.action.value, body.reason, body.hardware_change))
 
 
-@router.post("/supplier-returned", summary="The supplier returned a node: it validates and its case carries on")
-def post_supplier_returned(body: SupplierReturnIn, actor: Operator, db: Db) -> dict[str, Any]:
-    return return_from_supplier(db, actor, body.node, body.reason)
+@router.post(
+    "/supplier-returned",
+    response_model=SupplierReturnOut,
+    summary="The supplier returned a node: it validates and its case carries on",
+    responses=problems(
+        (404, "No such node"),
+        (409, "The node is not awaiting its supplier"),
+        RACE,
+        413,
+        422,
+    ),
+)
+def post_supplier_returned(body: SupplierReturnIn, actor: Operator, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse(return_from_supplier(db, actor, body.node, body.reason))

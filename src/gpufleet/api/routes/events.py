@@ -28,13 +28,22 @@ from starlette.concurrency import run_in_threadpool
 from gpufleet.api.auth import Operator, Viewer
 from gpufleet.api.deps import Db
 from gpufleet.api.problems import problem_response
-from gpufleet.api.responses import JSONResponse
-from gpufleet.api.schemas import PROBLEMS, problem
+from gpufleet.api.responses import JSONResponse, ValueJSONResponse
+from gpufleet.api.schemas import AUTH, answer, problems
+from gpufleet.api.schemas.health import (
+    AgentRequestOut,
+    AgentRequestsOut,
+    ClaimOut,
+    EventPageOut,
+    HealthIngestReportOut,
+    RematchOut,
+)
 from gpufleet.health.events import EventFilter, list_events, rematch
 from gpufleet.health.ingest import FORMATS, ingest
 from gpufleet.health.requests import claim_requests, get_request, list_requests, request_diagnostic
 
-router = APIRouter(tags=["health events"], responses=PROBLEMS)
+router = APIRouter(tags=["health events"], responses=AUTH)
+NO_NODE = (404, "No such node")
 
 Format = Literal["xid", "nvidia-smi", "dcgm", "alertmanager", "json"]
 _CONTENT: dict[str, dict[str, Any]] = {
@@ -54,16 +63,25 @@ def upload_paths(prefix: str) -> frozenset[str]:
     return frozenset(f"{prefix}/events/{fmt}" for fmt in FORMATS)
 
 
-@router.post("/events/rematch", summary="Match the unmatched events again against today's inventory")
-def post_rematch(actor: Operator, db: Db) -> dict[str, Any]:
+@router.post(
+    "/events/rematch",
+    response_model=RematchOut,
+    summary="Match the unmatched events again against today's inventory",
+)
+def post_rematch(actor: Operator, db: Db) -> ValueJSONResponse:
     """Events that now match a node and GPU go to remediation, unless they are older than 30 days."""
-    return rematch(db, actor).as_dict()
+    return ValueJSONResponse(rematch(db, actor).as_dict())
 
 
 @router.post(
     "/events/{fmt}",
+    response_model=HealthIngestReportOut,
     summary="Record health telemetry in one format: xid, nvidia-smi, dcgm, alertmanager or json (up to 64 MiB)",
-    responses={**problem(413, "The body is larger than 64 MiB")},
+    responses=problems(
+        (413, "The body is larger than 64 MiB"),
+        (422, "Nothing in the body could be read (`report` holds the report), or a parameter is invalid"),
+        (503, "Every ingest turn stayed taken for the whole wait: send the same body again later"),
+    ),
     openapi_extra={
         "requestBody": {"required": True, "content": {k: v for c in _CONTENT.values() for k, v in c.items()}}
     },
@@ -108,7 +126,9 @@ async def post_events(
     return JSONResponse(result)
 
 
-@router.get("/events", summary="Health events, newest first")
+@router.get(
+    "/events", response_model=EventPageOut, summary="Health events, newest first", responses=problems(NO_NODE, 422)
+)
 def get_events(
     actor: Viewer,
     db: Db,
@@ -120,9 +140,9 @@ def get_events(
     since: Annotated[AwareDatetime | None, Query(description="Only events observed at or after this time.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[int | None, Query(ge=1, description="The `next_before` of the previous page.")] = None,
-) -> dict[str, Any]:
+) -> ValueJSONResponse:
     page = list_events(db, actor, EventFilter(node, unmatched, source, code, severity, since), limit, before)
-    return {"items": page.items, "next_before": page.next_before}
+    return ValueJSONResponse({"items": page.items, "next_before": page.next_before})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -141,31 +161,55 @@ class ClaimIn(BaseModel):
     node: str = Field(min_length=1, max_length=255, description="The agent's node: chassis id, serial or hostname.")
 
 
-@router.post("/agent/requests", status_code=201, summary="Ask a node's agent to run a DCGM diagnostic")
+@router.post(
+    "/agent/requests",
+    status_code=201,
+    response_model=AgentRequestOut,
+    summary="Ask a node's agent to run a DCGM diagnostic",
+    responses={
+        **answer(200, AgentRequestOut, "The node already has a diagnostic asked: that request"),
+        **problems(NO_NODE, 413, 422),
+    },
+)
 def post_request(body: DiagnosticIn, actor: Operator, db: Db) -> JSONResponse:
     """201 with the new request; 200 with the open one when the node already has a diagnostic asked."""
     view = request_diagnostic(db, body.node, body.level, actor, body.reason)
     return JSONResponse(view.as_dict(), status_code=201 if view.created else 200)
 
 
-@router.post("/agent/requests/claim", summary="An agent takes the work waiting for its node")
-def post_claim(body: ClaimIn, actor: Operator, db: Db) -> dict[str, Any]:
+@router.post(
+    "/agent/requests/claim",
+    response_model=ClaimOut,
+    summary="An agent takes the work waiting for its node",
+    responses=problems(NO_NODE, 413, 422),
+)
+def post_claim(body: ClaimIn, actor: Operator, db: Db) -> ValueJSONResponse:
     """The agent runs each request and posts the result to `/events/dcgm?request=<id>`, which closes it. A request
     taken and never answered is offered again after its lease."""
-    return {"requests": [r.as_dict() for r in claim_requests(db, body.node, actor)]}
+    return ValueJSONResponse({"requests": [r.as_dict() for r in claim_requests(db, body.node, actor)]})
 
 
-@router.get("/agent/requests", summary="Agent requests, newest first")
+@router.get(
+    "/agent/requests",
+    response_model=AgentRequestsOut,
+    summary="Agent requests, newest first",
+    responses=problems(NO_NODE, 422),
+)
 def get_requests(
     actor: Viewer,
     db: Db,
     node: Annotated[str | None, Query(max_length=255)] = None,
     status: Annotated[Literal["pending", "running", "done", "failed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
-    return {"items": [r.as_dict() for r in list_requests(db, actor, node, status, limit)]}
+) -> ValueJSONResponse:
+    return ValueJSONResponse({"items": [r.as_dict() for r in list_requests(db, actor, node, status, limit)]})
 
 
-@router.get("/agent/requests/{request_id}", summary="One agent request and its result")
-def get_one_request(request_id: int, actor: Viewer, db: Db) -> dict[str, Any]:
-    return get_request(db, request_id, actor).as_dict()
+@router.get(
+    "/agent/requests/{request_id}",
+    response_model=AgentRequestOut,
+    summary="One agent request and its result",
+    responses=problems((404, "No such agent request"), 422),
+)
+def get_one_request(request_id: int, actor: Viewer, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse(get_request(db, request_id, actor).as_dict())

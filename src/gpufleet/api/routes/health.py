@@ -9,6 +9,8 @@ from starlette.concurrency import run_in_threadpool
 
 from gpufleet.api.deps import Db
 from gpufleet.api.responses import JSONResponse
+from gpufleet.api.schemas import answer
+from gpufleet.api.schemas.health import HealthzOut
 from gpufleet.platform.database import Database
 
 router = APIRouter(tags=["operations"])
@@ -30,7 +32,12 @@ def _check(db: Database) -> dict[str, Any]:
     }
 
 
-@router.get("/healthz", summary="Is the database reachable and its schema current? 200 if so, else 503")
+@router.get(
+    "/healthz",
+    response_model=HealthzOut,
+    summary="Is the database reachable and its schema current? 200 if so, else 503",
+    responses=answer(503, HealthzOut, "The database is unreachable or its schema is not the one this server expects"),
+)
 async def healthz(db: Db) -> JSONResponse:
     report = await run_in_threadpool(_check, db)
     return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)

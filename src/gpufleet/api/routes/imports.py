@@ -11,10 +11,11 @@ from gpufleet.api.auth import Operator
 from gpufleet.api.deps import Db
 from gpufleet.api.problems import Problem, report_response
 from gpufleet.api.responses import JSONResponse
-from gpufleet.api.schemas import PROBLEMS, problem
+from gpufleet.api.schemas import AUTH, problems
+from gpufleet.api.schemas.fleet import ImportReportOut
 from gpufleet.fleet.inventory import import_nodes
 
-router = APIRouter(tags=["imports"], responses=PROBLEMS)
+router = APIRouter(tags=["imports"], responses=AUTH)
 
 _BY_CONTENT_TYPE = {
     "text/csv": "csv",
@@ -36,8 +37,12 @@ def _format(given: str | None, request: Request) -> str | None:
 
 @router.post(
     "/imports/nodes",
+    response_model=ImportReportOut,
     summary="Import a supplier's node inventory (CSV, JSON array or JSONL), up to 64 MiB",
-    responses={**problem(413, "The file is larger than 64 MiB")},
+    responses=problems(
+        (413, "The file is larger than 64 MiB"),
+        (422, "Rows are invalid (`report` holds the report, `errors` each row's problem), or the file is unreadable"),
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,

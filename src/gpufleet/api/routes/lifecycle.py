@@ -7,7 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from gpufleet.api.auth import Viewer
-from gpufleet.api.schemas import PROBLEMS
+from gpufleet.api.responses import ValueJSONResponse
+from gpufleet.api.schemas import AUTH
+from gpufleet.api.schemas.nodes import LifecycleOut
 from gpufleet.domain.lifecycle import (
     CAPACITY_STATES,
     EVENTS,
@@ -18,7 +20,7 @@ from gpufleet.domain.lifecycle import (
     allowed_events,
 )
 
-router = APIRouter(tags=["fleet"], responses=PROBLEMS)
+router = APIRouter(tags=["fleet"], responses=AUTH)
 
 
 def _lifecycle() -> dict[str, Any]:
@@ -50,6 +52,10 @@ def _lifecycle() -> dict[str, Any]:
     return {"states": states, "events": list(EVENTS), "transitions": transitions}
 
 
-@router.get("/lifecycle", summary="States with their action, owner and time limit; the transition table")
-def get_lifecycle(actor: Viewer) -> dict[str, Any]:
-    return _lifecycle()
+@router.get(
+    "/lifecycle",
+    response_model=LifecycleOut,
+    summary="States with their action, owner and time limit; the transition table",
+)
+def get_lifecycle(actor: Viewer) -> ValueJSONResponse:
+    return ValueJSONResponse(_lifecycle())

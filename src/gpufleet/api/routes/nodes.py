@@ -1,4 +1,8 @@
-"""Nodes: filtered pages, detail with timeline, and label/attribute edits guarded by ETag."""
+"""Nodes: filtered pages, detail with timeline, and label/attribute edits guarded by ETag.
+
+The page and the detail are the hot reads: they answer with orjson's bytes directly, and their declared models only
+describe them (FastAPI validates nothing it is handed as a response object).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from fastapi import APIRouter, Query
 from gpufleet.api.auth import Operator, TenantViewer
 from gpufleet.api.deps import Db, IfMatch, etag
 from gpufleet.api.responses import JSONResponse
-from gpufleet.api.schemas import PROBLEMS, NodePageOut, NodePatchIn, problem
+from gpufleet.api.schemas import AUTH, ETAG, NodePatchIn, problems, with_headers
+from gpufleet.api.schemas.nodes import NodeOut, NodePageOut, NodeUpdateOut
 from gpufleet.fleet.queries import (
     DEFAULT_PAGE,
     FIELDS,
@@ -22,10 +27,11 @@ from gpufleet.fleet.queries import (
 )
 from gpufleet.fleet.updates import update_node
 
-router = APIRouter(tags=["nodes"], responses=PROBLEMS)
+router = APIRouter(tags=["nodes"], responses=AUTH)
+NO_NODE = (404, "No node with that chassis id, serial or hostname (or not one the token's tenant holds)")
 
 
-@router.get("/nodes", response_model=NodePageOut, summary="List nodes")
+@router.get("/nodes", response_model=NodePageOut, summary="List nodes", responses=problems(422))
 def get_nodes(
     actor: TenantViewer,
     db: Db,
@@ -54,8 +60,9 @@ def get_nodes(
 
 @router.get(
     "/nodes/{node}",
+    response_model=NodeOut,
     summary="One node with its GPUs, allocations, lifecycle obligations and event timeline",
-    responses=problem(404, "No such node"),
+    responses={**with_headers(200, ETAG), **problems(NO_NODE, 422)},
 )
 def get_node(node: str, actor: TenantViewer, db: Db) -> JSONResponse:
     with db.reader() as session:
@@ -65,8 +72,12 @@ def get_node(node: str, actor: TenantViewer, db: Db) -> JSONResponse:
 
 @router.patch(
     "/nodes/{node}",
+    response_model=NodeUpdateOut,
     summary="Change a node's labels and attributes (merge patch)",
-    responses={**problem(404, "No such node"), **problem(412, "If-Match names a version the node has moved past")},
+    responses={
+        **with_headers(200, ETAG),
+        **problems(400, NO_NODE, (412, "If-Match names a version the node has moved past"), 413, 422),
+    },
 )
 def patch_node(node: str, body: NodePatchIn, actor: Operator, db: Db, version: IfMatch) -> JSONResponse:
     result = update_node(db, node, actor, body.reason, body.labels, body.attributes, version)

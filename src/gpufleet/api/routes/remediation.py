@@ -15,7 +15,20 @@ from starlette.concurrency import run_in_threadpool
 
 from gpufleet.api.auth import Operator, Viewer
 from gpufleet.api.deps import Db
-from gpufleet.api.schemas import PROBLEMS
+from gpufleet.api.responses import ValueJSONResponse
+from gpufleet.api.schemas import AUTH, problems
+from gpufleet.api.schemas.remediation import (
+    BreakerOut,
+    ChannelOut,
+    DeliveryOut,
+    FiguresOut,
+    HealthPolicyOut,
+    OutboxOut,
+    OverrideOut,
+    PassOut,
+    RebootsOut,
+    TicketOut,
+)
 from gpufleet.remediation.outbox import deliver_due, list_channels, outbox_summary, set_channel
 from gpufleet.remediation.policy import list_overrides, revoke_override, set_override, show_policy
 from gpufleet.remediation.react import run_once
@@ -24,7 +37,8 @@ from gpufleet.remediation.safety import breakers, reset_breaker, trip_breaker
 from gpufleet.remediation.tickets import list_tickets, set_ticket_status
 from gpufleet.reports.remediation import remediation_figures
 
-router = APIRouter(prefix="/remediation", tags=["remediation"], responses=PROBLEMS)
+router = APIRouter(prefix="/remediation", tags=["remediation"], responses=AUTH)
+NO_CLUSTER = (404, "No such cluster")
 
 
 class _In(BaseModel):
@@ -59,108 +73,172 @@ class ChannelIn(_In):
     enabled: bool = True
 
 
-@router.get("/policy", summary="The health policy in force for the fleet, a cluster or a pool")
+@router.get(
+    "/policy",
+    response_model=HealthPolicyOut,
+    summary="The health policy in force for the fleet, a cluster or a pool",
+    responses=problems(NO_CLUSTER, 422),
+)
 def get_policy(
     actor: Viewer,
     db: Db,
     cluster: Annotated[str | None, Query(max_length=100)] = None,
     pool: Annotated[str | None, Query(max_length=100)] = None,
-) -> dict[str, Any]:
-    return show_policy(db, actor, cluster, pool)
+) -> ValueJSONResponse:
+    return ValueJSONResponse(show_policy(db, actor, cluster, pool))
 
 
-@router.get("/policy/overrides", summary="Policy overrides in force (or all, with revoked=true)")
+@router.get(
+    "/policy/overrides",
+    response_model=list[OverrideOut],
+    summary="Policy overrides in force (or all, with revoked=true)",
+    responses=problems(NO_CLUSTER, 422),
+)
 def get_overrides(
     actor: Viewer,
     db: Db,
     cluster: Annotated[str | None, Query(max_length=100)] = None,
     revoked: bool = False,
-) -> list[dict[str, Any]]:
-    return [o.as_dict() for o in list_overrides(db, actor, cluster, revoked)]
+) -> ValueJSONResponse:
+    return ValueJSONResponse([o.as_dict() for o in list_overrides(db, actor, cluster, revoked)])
 
 
-@router.post("/policy/overrides", status_code=201, summary="Override a code's rule or a setting, with a reason")
-def post_override(body: OverrideIn, actor: Operator, db: Db) -> dict[str, Any]:
-    return set_override(db, actor, body.key, body.value, body.reason, body.cluster, body.pool).as_dict()
+@router.post(
+    "/policy/overrides",
+    status_code=201,
+    response_model=OverrideOut,
+    summary="Override a code's rule or a setting, with a reason",
+    responses=problems(NO_CLUSTER, 413, 422),
+)
+def post_override(body: OverrideIn, actor: Operator, db: Db) -> ValueJSONResponse:
+    view = set_override(db, actor, body.key, body.value, body.reason, body.cluster, body.pool)
+    return ValueJSONResponse(view.as_dict(), status_code=201)
 
 
-@router.post("/policy/overrides/{override_id}/revoke", summary="Take an override back (kept on record)")
-def post_revoke(override_id: int, body: ReasonIn, actor: Operator, db: Db) -> dict[str, Any]:
-    return revoke_override(db, actor, override_id, body.reason).as_dict()
+@router.post(
+    "/policy/overrides/{override_id}/revoke",
+    response_model=OverrideOut,
+    summary="Take an override back (kept on record)",
+    responses=problems((404, "No such override"), 413, 422),
+)
+def post_revoke(override_id: int, body: ReasonIn, actor: Operator, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse(revoke_override(db, actor, override_id, body.reason).as_dict())
 
 
-@router.get("/figures", summary="MTTR (software/hardware, p50/p90), automation rate by supplier and cluster, reboots")
+@router.get(
+    "/figures",
+    response_model=FiguresOut,
+    summary="MTTR (software/hardware, p50/p90), automation rate by supplier and cluster, reboots",
+    responses=problems(422),
+)
 def get_figures(
     actor: Viewer,
     db: Db,
     days: Annotated[int | None, Query(ge=1, le=3650, description="Cases of the last N days.")] = None,
-) -> dict[str, Any]:
+) -> ValueJSONResponse:
     since = db.clock.now() - timedelta(days=days) if days else None
-    return remediation_figures(db, actor, since)
+    return ValueJSONResponse(remediation_figures(db, actor, since))
 
 
-@router.get("/breakers", summary="Every cluster's circuit breaker, with why it tripped and what it holds")
-def get_breakers(actor: Viewer, db: Db) -> list[dict[str, Any]]:
-    return [b.as_dict() for b in breakers(db, actor)]
+@router.get(
+    "/breakers",
+    response_model=list[BreakerOut],
+    summary="Every cluster's circuit breaker, with why it tripped and what it holds",
+)
+def get_breakers(actor: Viewer, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse([b.as_dict() for b in breakers(db, actor)])
 
 
-@router.post("/breakers/{cluster}/reset", summary="Close a cluster's breaker, with a reason: held cases proceed")
-def post_reset(cluster: str, body: ReasonIn, actor: Operator, db: Db) -> dict[str, Any]:
-    return reset_breaker(db, actor, cluster, body.reason).as_dict()
+@router.post(
+    "/breakers/{cluster}/reset",
+    response_model=BreakerOut,
+    summary="Close a cluster's breaker, with a reason: held cases proceed",
+    responses=problems(NO_CLUSTER, 413, 422),
+)
+def post_reset(cluster: str, body: ReasonIn, actor: Operator, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse(reset_breaker(db, actor, cluster, body.reason).as_dict())
 
 
-@router.post("/breakers/{cluster}/trip", summary="Stop automation taking nodes out in a cluster, with a reason")
-def post_trip(cluster: str, body: ReasonIn, actor: Operator, db: Db) -> dict[str, Any]:
-    return trip_breaker(db, actor, cluster, body.reason).as_dict()
+@router.post(
+    "/breakers/{cluster}/trip",
+    response_model=BreakerOut,
+    summary="Stop automation taking nodes out in a cluster, with a reason",
+    responses=problems(NO_CLUSTER, 413, 422),
+)
+def post_trip(cluster: str, body: ReasonIn, actor: Operator, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse(trip_breaker(db, actor, cluster, body.reason).as_dict())
 
 
-@router.get("/tickets", summary="Supplier tickets, one per hardware unit, with the evidence")
+@router.get(
+    "/tickets",
+    response_model=list[TicketOut],
+    summary="Supplier tickets, one per hardware unit, with the evidence",
+    responses=problems(422),
+)
 def get_tickets(
     actor: Viewer,
     db: Db,
     status: Annotated[str | None, Query(max_length=20)] = None,
     supplier: Annotated[str | None, Query(max_length=100)] = None,
-) -> list[dict[str, Any]]:
-    return list_tickets(db, actor, status, supplier)
+) -> ValueJSONResponse:
+    return ValueJSONResponse(list_tickets(db, actor, status, supplier))
 
 
-@router.post("/tickets/{ticket_id}/status", summary="Record what the supplier said about a ticket")
-def post_ticket_status(ticket_id: int, body: TicketStatusIn, actor: Operator, db: Db) -> dict[str, Any]:
-    return set_ticket_status(db, actor, ticket_id, body.status, body.reason, body.external_ref)
+@router.post(
+    "/tickets/{ticket_id}/status",
+    response_model=TicketOut,
+    summary="Record what the supplier said about a ticket",
+    responses=problems((404, "No such ticket"), 413, 422),
+)
+def post_ticket_status(ticket_id: int, body: TicketStatusIn, actor: Operator, db: Db) -> ValueJSONResponse:
+    view = set_ticket_status(db, actor, ticket_id, body.status, body.reason, body.external_ref)
+    return ValueJSONResponse(view)
 
 
-@router.get("/channels", summary="Notification channels (webhooks)")
-def get_channels(actor: Viewer, db: Db) -> list[dict[str, Any]]:
-    return list_channels(db, actor)
+@router.get("/channels", response_model=list[ChannelOut], summary="Notification channels (webhooks)")
+def get_channels(actor: Viewer, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse(list_channels(db, actor))
 
 
-@router.put("/channels/{name}", summary="Add or change a webhook channel")
-def put_channel(name: str, body: ChannelIn, actor: Operator, db: Db) -> dict[str, Any]:
-    return set_channel(db, actor, name, body.url, body.supplier, body.enabled)
+@router.put(
+    "/channels/{name}",
+    response_model=ChannelOut,
+    summary="Add or change a webhook channel",
+    responses=problems((404, "No such supplier"), 413, 422),
+)
+def put_channel(name: str, body: ChannelIn, actor: Operator, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse(set_channel(db, actor, name, body.url, body.supplier, body.enabled))
 
 
-@router.get("/outbox", summary="Messages waiting to be delivered (and why), and the latest sent")
-def get_outbox(actor: Viewer, db: Db) -> dict[str, Any]:
-    return outbox_summary(db, actor)
+@router.get(
+    "/outbox", response_model=OutboxOut, summary="Messages waiting to be delivered (and why), and the latest sent"
+)
+def get_outbox(actor: Viewer, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse(outbox_summary(db, actor))
 
 
-@router.post("/outbox/deliver", summary="Deliver what is due now")
-async def post_deliver(actor: Operator, db: Db) -> dict[str, Any]:
+@router.post("/outbox/deliver", response_model=DeliveryOut, summary="Deliver what is due now")
+async def post_deliver(actor: Operator, db: Db) -> ValueJSONResponse:
     del actor  # checked by the dependency: delivering needs the operator role
     report = await run_in_threadpool(deliver_due, db)
-    return report.as_dict()
+    return ValueJSONResponse(report.as_dict())
 
 
-@router.get("/reboots", summary="Reboots asked for or seen: went down, came back, how long; the share returned")
+@router.get(
+    "/reboots",
+    response_model=RebootsOut,
+    summary="Reboots asked for or seen: went down, came back, how long; the share returned",
+    responses=problems(422),
+)
 def get_reboots(
     actor: Viewer,
     db: Db,
     cluster: Annotated[str | None, Query(max_length=100)] = None,
     outcome: Annotated[str | None, Query(max_length=20)] = None,
-) -> dict[str, Any]:
-    return list_reboots(db, actor, cluster, outcome)
+) -> ValueJSONResponse:
+    return ValueJSONResponse(list_reboots(db, actor, cluster, outcome))
 
 
-@router.post("/run", summary="One remediation pass now (the controller also runs on its own)")
-def post_run(actor: Operator, db: Db) -> dict[str, Any]:
-    return run_once(db, actor)
+@router.post("/run", response_model=PassOut, summary="One remediation pass now (the controller also runs on its own)")
+def post_run(actor: Operator, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse(run_once(db, actor))

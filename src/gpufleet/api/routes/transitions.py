@@ -7,10 +7,11 @@ from fastapi import APIRouter
 from gpufleet.api.auth import Operator
 from gpufleet.api.deps import Db, IfMatch, etag
 from gpufleet.api.responses import JSONResponse
-from gpufleet.api.schemas import PROBLEMS, TransitionIn, TransitionOut, problem
+from gpufleet.api.schemas import AUTH, ETAG, TransitionIn, problems, with_headers
+from gpufleet.api.schemas.nodes import TransitionOut
 from gpufleet.fleet.lifecycle import transition
 
-router = APIRouter(tags=["nodes"], responses=PROBLEMS)
+router = APIRouter(tags=["nodes"], responses=AUTH)
 
 
 @router.post(
@@ -18,9 +19,15 @@ router = APIRouter(tags=["nodes"], responses=PROBLEMS)
     response_model=TransitionOut,
     summary="Apply a lifecycle event to a node",
     responses={
-        **problem(404, "No such node"),
-        **problem(409, "The event is not allowed from the node's state; `allowed_events` lists those that are"),
-        **problem(412, "If-Match names a version the node has moved past"),
+        **with_headers(200, ETAG),
+        **problems(
+            400,
+            (404, "No such node"),
+            (409, "The event is not allowed from the node's state; `allowed_events` lists those that are"),
+            (412, "If-Match names a version the node has moved past"),
+            413,
+            422,
+        ),
     },
 )
 def post_transition(node: str, body: TransitionIn, actor: Operator, db: Db, version: IfMatch) -> JSONResponse:

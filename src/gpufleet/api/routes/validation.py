@@ -12,8 +12,18 @@ from starlette.concurrency import run_in_threadpool
 from gpufleet.api.auth import Operator, Viewer
 from gpufleet.api.deps import Db, IfMatch, etag
 from gpufleet.api.problems import Problem, report_response
-from gpufleet.api.responses import JSONResponse
-from gpufleet.api.schemas import PROBLEMS, problem
+from gpufleet.api.responses import JSONResponse, ValueJSONResponse
+from gpufleet.api.schemas import AUTH, ETAG, answer, problems, with_headers
+from gpufleet.api.schemas.validation import (
+    BanOut,
+    BansOut,
+    PlanOut,
+    RebanOut,
+    ResultsReportOut,
+    SuitesOut,
+    ThresholdOut,
+    ValidationPolicyOut,
+)
 from gpufleet.domain.validation import CHECKS, SUITES
 from gpufleet.validation.analytics import DEFAULT_DAYS, Scope, reban_report, threshold_report
 from gpufleet.validation.bans import ban_node, list_bans
@@ -21,7 +31,10 @@ from gpufleet.validation.chart import threshold_chart_html
 from gpufleet.validation.ingest import ingest_results
 from gpufleet.validation.policy import load_criteria, plan_validation, set_policy, show_policy
 
-router = APIRouter(prefix="/validation", tags=["validation"], responses=PROBLEMS)
+router = APIRouter(prefix="/validation", tags=["validation"], responses=AUTH)
+NO_CLUSTER = (404, "No such cluster")
+NO_NODE = (404, "No such node")
+NO_SCOPE = (404, "No cluster, supplier or SKU of that name")
 
 RESULTS_PATH = "/validation/results"
 """Takes whole result files as its body, so the app gives it the upload body limit."""
@@ -60,7 +73,12 @@ ScopeQuery = Annotated[Scope, Depends(_scope)]
 Days = Annotated[int, Query(ge=1, le=3650, description="A re-ban is a ban within this many days of an admission.")]
 
 
-@router.get("/policies/{cluster}", summary="A cluster's validation policy (the defaults when never set)")
+@router.get(
+    "/policies/{cluster}",
+    response_model=ValidationPolicyOut,
+    summary="A cluster's validation policy (the defaults when never set)",
+    responses={**with_headers(200, ETAG), **problems(NO_CLUSTER, 422)},
+)
 def get_policy(cluster: str, actor: Viewer, db: Db) -> JSONResponse:
     view = show_policy(db, cluster, actor)
     return JSONResponse(view.as_dict(), headers={"ETag": etag(view.version)})
@@ -68,8 +86,12 @@ def get_policy(cluster: str, actor: Viewer, db: Db) -> JSONResponse:
 
 @router.patch(
     "/policies/{cluster}",
+    response_model=ValidationPolicyOut,
     summary="Change some fields of a cluster's validation policy",
-    responses={**problem(404, "No such cluster"), **problem(412, "If-Match names a version the policy moved past")},
+    responses={
+        **with_headers(200, ETAG),
+        **problems(400, NO_CLUSTER, (412, "If-Match names a version the policy moved past"), 413, 422),
+    },
 )
 def patch_policy(cluster: str, body: PolicyPatchIn, actor: Operator, db: Db, version: IfMatch) -> JSONResponse:
     changes = {name: getattr(body, name) for name in body.model_fields_set}
@@ -77,13 +99,26 @@ def patch_policy(cluster: str, body: PolicyPatchIn, actor: Operator, db: Db, ver
     return JSONResponse(view.as_dict(), headers={"ETag": etag(view.version)})
 
 
-@router.get("/plan/{node}", summary="The path, suite and passes a node should run now, and why")
-def get_plan(node: str, actor: Viewer, db: Db) -> dict[str, Any]:
-    return plan_validation(db, node, actor).as_dict()
+@router.get(
+    "/plan/{node}",
+    response_model=PlanOut,
+    summary="The path, suite and passes a node should run now, and why",
+    responses=problems(NO_NODE, 422),
+)
+def get_plan(node: str, actor: Viewer, db: Db) -> ValueJSONResponse:
+    return ValueJSONResponse(plan_validation(db, node, actor).as_dict())
 
 
-@router.get("/suites", summary="Suites, their checks, and the per-GPU-model floors for measured checks")
-def get_suites(actor: Viewer) -> dict[str, Any]:
+@router.get(
+    "/suites",
+    response_model=SuitesOut,
+    summary="Suites, their checks, and the per-GPU-model floors for measured checks",
+)
+def get_suites(actor: Viewer) -> ValueJSONResponse:
+    return ValueJSONResponse(_suites())
+
+
+def _suites() -> dict[str, Any]:
     return {
         "suites": {s.name: {"checks": list(s.checks), "minutes": s.minutes, "doc": s.doc} for s in SUITES.values()},
         "checks": {c.name: {"kind": c.kind.value, "unit": c.unit, "doc": c.doc} for c in CHECKS.values()},
@@ -93,8 +128,12 @@ def get_suites(actor: Viewer) -> dict[str, Any]:
 
 @router.post(
     "/results",
+    response_model=ResultsReportOut,
     summary="Record validation results: JSONL (one pass a line) or a JSON array, up to 64 MiB",
-    responses={**problem(413, "The body is larger than 64 MiB")},
+    responses=problems(
+        (413, "The body is larger than 64 MiB"),
+        (422, "Records are invalid (`report` holds the report, `errors` each line's problem), or the body is not text"),
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -124,7 +163,16 @@ async def post_results(
     return report_response(request, report, "results-invalid", "Some records are invalid")
 
 
-@router.post("/bans", status_code=201, summary="Ban a node from its cluster for failing in service")
+@router.post(
+    "/bans",
+    status_code=201,
+    response_model=BanOut,
+    summary="Ban a node from its cluster for failing in service",
+    responses={
+        **answer(200, BanOut, "The node was already banned since its last admission: that ban"),
+        **problems(NO_NODE, 413, 422),
+    },
+)
 def post_ban(body: BanIn, actor: Operator, db: Db) -> JSONResponse:
     """A node in service is quarantined too. Banning a node already banned since its last admission returns that
     ban with 200."""
@@ -132,17 +180,22 @@ def post_ban(body: BanIn, actor: Operator, db: Db) -> JSONResponse:
     return JSONResponse(result.as_dict(), status_code=201 if result.created else 200)
 
 
-@router.get("/bans", summary="The latest bans, newest first")
+@router.get("/bans", response_model=BansOut, summary="The latest bans, newest first", responses=problems(NO_NODE, 422))
 def get_bans(
     actor: Viewer,
     db: Db,
     node: Annotated[str | None, Query(max_length=255)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-) -> dict[str, Any]:
-    return {"items": list_bans(db, actor, node, limit)}
+) -> ValueJSONResponse:
+    return ValueJSONResponse({"items": list_bans(db, actor, node, limit)})
 
 
-@router.get("/reban-rates", summary="Re-ban rates by supplier, SKU, cluster or month of admission")
+@router.get(
+    "/reban-rates",
+    response_model=RebanOut,
+    summary="Re-ban rates by supplier, SKU, cluster or month of admission",
+    responses=problems(NO_SCOPE, 422),
+)
 def get_reban_rates(
     actor: Viewer,
     db: Db,
@@ -151,22 +204,28 @@ def get_reban_rates(
         "supplier"
     ),
     days: Days = DEFAULT_DAYS,
-) -> dict[str, Any]:
+) -> ValueJSONResponse:
     """An admission is a passing attempt; a re-ban is a ban in the same cluster within ``days`` after it."""
-    return reban_report(db, actor, by, days, scope).as_dict()
+    return ValueJSONResponse(reban_report(db, actor, by, days, scope).as_dict())
 
 
-@router.get("/threshold", summary="The threshold simulator: each k = 1..N of the slow path's passes")
-def get_threshold(actor: Viewer, db: Db, scope: ScopeQuery, days: Days = DEFAULT_DAYS) -> dict[str, Any]:
+@router.get(
+    "/threshold",
+    response_model=ThresholdOut,
+    summary="The threshold simulator: each k = 1..N of the slow path's passes",
+    responses=problems(NO_SCOPE, 422),
+)
+def get_threshold(actor: Viewer, db: Db, scope: ScopeQuery, days: Days = DEFAULT_DAYS) -> ValueJSONResponse:
     """``rows`` holds one object per k: admitted, extra_admitted, extra_share, reban_rate_at_n,
     expected_bad_admitted, gpu_hours_saved, value_of_pass and more."""
-    return threshold_report(db, actor, scope, days).as_dict()
+    return ValueJSONResponse(threshold_report(db, actor, scope, days).as_dict())
 
 
 @router.get(
     "/threshold.html",
     summary="The threshold simulator as a self-contained chart",
     response_class=HTMLResponse,
+    responses=problems(NO_SCOPE, 422),
 )
 def get_threshold_chart(actor: Viewer, db: Db, scope: ScopeQuery, days: Days = DEFAULT_DAYS) -> HTMLResponse:
     return HTMLResponse(threshold_chart_html(threshold_report(db, actor, scope, days)))
