@@ -243,7 +243,7 @@ def test_a_failed_write_leaves_nothing_behind(fleet: Database, monkeypatch: pyte
     def explode(*_args: Any) -> dict[str, int]:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(health_ingest, "_insert", explode)
+    monkeypatch.setattr(health_ingest, "insert_events", explode)
     with pytest.raises(RuntimeError):
         ingest(fleet, fixture("nvidia-smi-h100.xml"), "nvidia-smi", OPERATOR, node="gpu-01")
     with fleet.reader() as session:
@@ -270,7 +270,7 @@ def _only_this_tests_callbacks() -> Iterator[None]:
 
 
 def test_a_body_larger_than_one_statement_batch_is_stored_whole_and_once(fleet: Database, clock: ManualClock) -> None:
-    from gpufleet.health.ingest import SQLITE_BATCH
+    from gpufleet.health.store import SQLITE_BATCH
 
     start = clock.now() - timedelta(hours=1)
     count = SQLITE_BATCH + 500
@@ -350,9 +350,9 @@ def test_ingest_concurrency_comes_from_the_environment_or_the_database(monkeypat
 def test_nodes_are_found_by_id_serial_or_hostname_however_many_are_named(
     fleet: Database, monkeypatch: pytest.MonkeyPatch, probe_max: int
 ) -> None:
-    from gpufleet.health import match as health_match
+    from gpufleet.health import store as health_store
 
-    monkeypatch.setattr(health_match, "PROBE_MAX", probe_max)  # PostgreSQL: ids probed one by one, or by the planner
+    monkeypatch.setattr(health_store, "PROBE_MAX", probe_max)  # PostgreSQL: ids probed one by one, or by the planner
     lines = [
         {"node": ref, "code": "x", "severity": "info", "observed_at": "2026-03-02T08:00:00Z", "fingerprint": ref}
         for ref in (node_id("SN01"), "SN02", "gpu-03", "nowhere")
@@ -366,7 +366,7 @@ def test_bulk_times_are_the_text_the_model_writes() -> None:
     """SQLite compares times as text: the bulk insert's own formatting must agree with the model's to the character."""
     from datetime import UTC, datetime, timezone
 
-    from gpufleet.health.ingest import _MODEL_TIME, _sqlite_time
+    from gpufleet.health.store import _MODEL_TIME, _sqlite_time
 
     for moment in (
         datetime(2026, 12, 2, 4, 3, 19, 123456, tzinfo=UTC),

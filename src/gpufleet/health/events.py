@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import HealthEvent, Node
+from gpufleet.adapters.db.models import HealthEvent
 from gpufleet.adapters.formats.health_observation import SEVERITIES, GpuRef
 from gpufleet.fleet.refs import resolve_node_id
+from gpufleet.health import store
 from gpufleet.health.ingest import FORMATS, STALE, STALE_AGE, notify
 from gpufleet.health.match import Inventory
 from gpufleet.platform.context import Actor, Role
@@ -19,7 +17,6 @@ from gpufleet.platform.database import Database
 from gpufleet.platform.errors import Forbidden, InvalidInput
 
 MAX_PAGE = 1000
-EVENTS = cast(Table, HealthEvent.__table__)
 
 
 @dataclass(frozen=True)
@@ -80,27 +77,18 @@ def list_events(
         raise InvalidInput(f"limit must be from 1 to {MAX_PAGE}", field="limit")
     now = db.clock.now()
     with db.reader() as session:
-        query = (
-            select(HealthEvent, Node.hostname, Node.serial)
-            .outerjoin(Node, Node.id == HealthEvent.node_id)
-            .order_by(HealthEvent.id.desc())
-            .limit(limit + 1)
+        node_id = None if where.node is None else resolve_node_id(session, where.node, actor, now)
+        rows = store.event_page(
+            session,
+            limit + 1,
+            before,
+            node_id=node_id,
+            unmatched=where.unmatched,
+            source=where.source,
+            code=where.code,
+            severity=where.severity,
+            since=where.since,
         )
-        if where.node is not None:
-            query = query.where(HealthEvent.node_id == resolve_node_id(session, where.node, actor, now))
-        if where.unmatched:
-            query = query.where(HealthEvent.node_id.is_(None))
-        if where.source is not None:
-            query = query.where(HealthEvent.source == where.source)
-        if where.code is not None:
-            query = query.where(HealthEvent.code == where.code)
-        if where.severity is not None:
-            query = query.where(HealthEvent.severity == where.severity)
-        if where.since is not None:
-            query = query.where(HealthEvent.observed_at >= where.since)
-        if before is not None:
-            query = query.where(HealthEvent.id < before)
-        rows = session.execute(query).all()
         items = [_item(event, hostname, serial) for event, hostname, serial in rows[:limit]]
     return EventPage(items, items[-1]["id"] if len(rows) > limit else None)
 
@@ -117,11 +105,6 @@ class RematchReport:
         return dict(self.__dict__)
 
 
-def _unmatched(session: Session, limit: int) -> list[HealthEvent]:
-    query = select(HealthEvent).where(HealthEvent.node_id.is_(None)).order_by(HealthEvent.id).limit(limit)
-    return list(session.execute(query).scalars())
-
-
 def rematch(db: Database, actor: Actor, limit: int = 100_000) -> RematchReport:
     """Match the unmatched events again against today's inventory (after adding a node or fixing a GPU serial).
 
@@ -133,7 +116,7 @@ def rematch(db: Database, actor: Actor, limit: int = 100_000) -> RematchReport:
     report = RematchReport()
     now = db.clock.now()
     with db.transaction() as session:
-        events = _unmatched(session, limit)
+        events = store.unmatched_events(session, limit)
         report.examined = len(events)
         refs = [str(e.data.get("node_ref") or "") for e in events]
         gpus = [GpuRef(**e.data["gpu_ref"]) if e.data.get("gpu_ref") else None for e in events]
@@ -163,18 +146,7 @@ def rematch(db: Database, actor: Actor, limit: int = 100_000) -> RematchReport:
             changes.append(
                 {"b_id": event.id, "b_node": match.node_id, "b_gpu": match.gpu_index, "b_data": data, "b_done": done}
             )
-        if changes:
-            stmt = (
-                update(EVENTS)
-                .where(EVENTS.c.id == bindparam("b_id"))
-                .values(
-                    node_id=bindparam("b_node"),
-                    gpu_index=bindparam("b_gpu"),
-                    data=bindparam("b_data", type_=EVENTS.c.data.type),
-                    processed_at=bindparam("b_done", type_=EVENTS.c.processed_at.type),
-                )
-            )
-            session.connection().execute(stmt, changes)
+        store.save_rematched(session, changes)
     if report.event_ids:
         notify(db, report.event_ids)
     return report

@@ -23,31 +23,24 @@ Rules for what arrives:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.json_text import to_json
-from gpufleet.adapters.db.models import HealthEvent, UTCDateTime
 from gpufleet.adapters.formats.alertmanager import parse_alertmanager
 from gpufleet.adapters.formats.dcgm import parse_dcgm
 from gpufleet.adapters.formats.health_json import parse_health_json
 from gpufleet.adapters.formats.health_observation import MAX_TEXT_BYTES, Observation, Parsed, Problem
 from gpufleet.adapters.formats.nvidia_smi import parse_nvidia_smi
 from gpufleet.adapters.formats.xid import mentions_xid, parse_xid_log
-from gpufleet.health.match import Inventory, Match, save_learned
+from gpufleet.health.match import Inventory, Match
 from gpufleet.health.requests import complete_request
+from gpufleet.health.store import insert_events, insert_statements, save_learned
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Busy, Forbidden, InvalidInput
 
 log = logging.getLogger("gpufleet.health")
@@ -57,7 +50,6 @@ MAX_BYTES = MAX_TEXT_BYTES
 FUTURE_SKEW = timedelta(minutes=5)
 STALE_AGE = timedelta(days=30)
 MAX_EVENTS = 500_000
-EVENTS = cast(Table, HealthEvent.__table__)
 FUTURE, STALE = "future", "stale"
 
 
@@ -275,128 +267,6 @@ def _row(
     return row, flag
 
 
-# A batch is one statement whose values skip the per-value type processing of a Core insert: on PostgreSQL one JSON
-# parameter the server unpacks, on SQLite a multi-row VALUES with the values already as SQLite stores them.
-_COLUMNS = [c.name for c in EVENTS.columns if c.name != "id"]
-_PG_TYPES = {
-    "gpu_index": "int",
-    "case_id": "int",
-    "observed_at": "timestamptz",
-    "received_at": "timestamptz",
-    "processed_at": "timestamptz",
-    "message": "text",
-    "data": "json",
-}
-_TIMES = ("observed_at", "received_at", "processed_at")
-_SQLITE = sqlite_dialect()
-_MODEL_TIME = cast(Callable[[datetime], str], UTCDateTime().dialect_impl(_SQLITE).bind_processor(_SQLITE))
-"""The text SQLite stores for a time, as every other write through the model stores it."""
-
-
-def _sqlite_time(value: datetime) -> str:
-    """``_MODEL_TIME``'s text, made in one call for the UTC times parsers and the clock hand over: the model's path
-    through the type decorator costs more than the rest of a row's encoding."""
-    if value.tzinfo is UTC:
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-    return _MODEL_TIME(value)
-
-
-SQLITE_BATCH = 2000
-"""Rows per SQLite statement: 2,000 rows of 14 values stay under SQLite's 32,766 bound values."""
-
-
-@lru_cache(maxsize=64)
-def _sqlite_insert_sql(rows: int) -> str:
-    """A multi-row INSERT for ``rows`` rows, built once per batch size from the model's own column names."""
-    row = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
-    return (
-        f"INSERT INTO health_events ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * rows)} "  # noqa: S608
-        "ON CONFLICT (fingerprint) DO NOTHING"
-    )
-
-
-# The new rows are read back as one row of JSON instead of through RETURNING, whose rows the sqlite3 module steps one
-# at a time, handing the interpreter lock around for each while this transaction holds the one write lock. Every id
-# above the highest before the insert is this transaction's: no other writer runs inside it.
-_SQLITE_LAST_ID = "SELECT coalesce(max(id), 0) FROM health_events"
-_SQLITE_NEW_ROWS = "SELECT json_group_array(json_array(id, fingerprint)) FROM health_events WHERE id > ?"
-
-
-# How each column's value becomes what SQLite stores: times as the model writes them, JSON as text, the rest as is.
-_SQLITE_ENCODERS: tuple[tuple[str, Callable[[Any], Any] | None], ...] = tuple(
-    (name, _sqlite_time if name in _TIMES else to_json if name == "data" else None) for name in _COLUMNS
-)
-
-
-def _sqlite_values(batch: list[dict[str, Any]]) -> tuple[Any, ...]:
-    """The batch's values in column order, each as SQLite stores it."""
-    values: list[Any] = []
-    append = values.append
-    times: dict[datetime, str] = {}  # a batch shares its receipt time and many observation times
-    for row in batch:
-        for name, encode in _SQLITE_ENCODERS:
-            value = row[name]
-            if value is None or encode is None:
-                append(value)
-            elif encode is _sqlite_time:
-                text = times.get(value)
-                if text is None:
-                    text = times[value] = _sqlite_time(value)
-                append(text)
-            else:
-                append(encode(value))
-    return tuple(values)
-
-
-def _pg_insert_sql() -> str:
-    names = ", ".join(_COLUMNS)
-    typed = ", ".join(f"{name} {_PG_TYPES.get(name, 'varchar')}" for name in _COLUMNS)
-    # Built once from the model's own column names, never from input.
-    return (
-        f"INSERT INTO health_events ({names}) SELECT {names} FROM json_to_recordset(%(rows)s::json) AS t({typed}) "  # noqa: S608
-        "ON CONFLICT (fingerprint) DO NOTHING RETURNING id, fingerprint"
-    )
-
-
-_PG_INSERT = _pg_insert_sql()
-
-
-def _pg_rows(batch: list[dict[str, Any]]) -> str:
-    """The batch as one JSON array; times as RFC 3339 with their offset, which ``timestamptz`` reads."""
-    return to_json(batch)
-
-
-def _statements(rows: list[dict[str, Any]], dialect: str) -> list[tuple[str, Any]]:
-    """The insert statements for ``rows`` with their values encoded, ready before the write turn is taken."""
-    size = 5000 if dialect == "postgresql" else SQLITE_BATCH
-    statements: list[tuple[str, Any]] = []
-    for start in range(0, len(rows), size):
-        batch = rows[start : start + size]
-        if dialect == "postgresql":
-            statements.append((_PG_INSERT, {"rows": _pg_rows(batch)}))
-        else:
-            statements.append((_sqlite_insert_sql(len(batch)), _sqlite_values(batch)))
-    return statements
-
-
-def _insert(session: Session, statements: list[tuple[str, Any]]) -> dict[str, int]:
-    """Insert, skipping fingerprints already stored (also by a concurrent request); the new ids by fingerprint."""
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        if not statements:
-            return {}
-        before = connection.exec_driver_sql(_SQLITE_LAST_ID).scalar_one()
-        for sql, params in statements:
-            connection.exec_driver_sql(sql, params)
-        answer = connection.exec_driver_sql(_SQLITE_NEW_ROWS, (before,)).scalar_one()
-        return {fingerprint: new_id for new_id, fingerprint in json.loads(answer)}
-    found: dict[str, int] = {}
-    for sql, params in statements:
-        for new_id, fingerprint in connection.exec_driver_sql(sql, params):
-            found[fingerprint] = new_id
-    return found
-
-
 def check_writer(actor: Actor) -> None:
     if actor.role < Role.OPERATOR:
         raise Forbidden("recording health events needs the operator role")
@@ -404,7 +274,7 @@ def check_writer(actor: Actor) -> None:
         raise Forbidden("a tenant-scoped token cannot record health events")
 
 
-def read_inventory(session: Session, parsed: Parsed, node: str | None) -> Inventory:
+def read_inventory(session: UnitOfWork, parsed: Parsed, node: str | None) -> Inventory:
     """The nodes and GPUs ``parsed`` names; read before the write transaction, so readers do not queue behind it."""
     if len(parsed.observations) > MAX_EVENTS:
         raise InvalidInput(f"at most {MAX_EVENTS} events per request; split the input", field="body")
@@ -456,13 +326,13 @@ def prepare(
         report.future += flag == FUTURE
         report.stale += flag == STALE
     report.events = len(parsed.observations)
-    return _Prepared(report, rows, matched, _statements(rows, dialect), learned)
+    return _Prepared(report, rows, matched, insert_statements(rows, dialect), learned)
 
 
-def store(session: Session, prepared: _Prepared) -> dict[str, int]:
+def store(session: UnitOfWork, prepared: _Prepared) -> dict[str, int]:
     """Run a prepared ingest's writes inside the caller's transaction; the new event ids by fingerprint."""
     save_learned(session, prepared.learned)
-    return _insert(session, prepared.statements)
+    return insert_events(session, prepared.statements)
 
 
 def complete(prepared: _Prepared, stored: dict[str, int]) -> HealthIngestReport:

@@ -19,17 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import cast
 
-from sqlalchemy import Table, bindparam, update
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.list_query import list_rows
-from gpufleet.adapters.db.models import Gpu
 from gpufleet.adapters.formats.health_observation import GpuRef, canonical_pci
 from gpufleet.domain.lifecycle import NodeState
-
-GPUS = cast(Table, Gpu.__table__)
+from gpufleet.health import store
+from gpufleet.platform.database import UnitOfWork
 
 
 @dataclass
@@ -65,88 +59,29 @@ class Match:
     gpu_unresolved: bool = False
 
 
-# Each list goes in as one parameter (``list_rows``): SQLite answers in one row of JSON.
-_SQLITE_NODES = (
-    "SELECT json_group_array(json_array(n.id, n.serial, n.hostname, n.state, s.gpus_per_node, "
-    "(SELECT count(*) FROM gpus g WHERE g.node_id = n.id))) FROM nodes n JOIN skus s ON s.id = n.sku_id "
-    "WHERE n.id IN (SELECT value FROM json_each(?1)) OR n.serial IN (SELECT value FROM json_each(?1)) "
-    "OR n.hostname IN (SELECT value FROM json_each(?1))"
-)
-_SQLITE_GPUS = (
-    "SELECT json_group_array(json_array(id, node_id, idx, serial, uuid, pci_bus_id)) FROM gpus "
-    "WHERE node_id IN (SELECT value FROM json_each(?1))"
-)
-_SQLITE_OWNERS = (
-    "SELECT json_group_array(json_array(node_id)) FROM gpus "
-    "WHERE serial IN (SELECT value FROM json_each(?1)) OR uuid IN (SELECT value FROM json_each(?1))"
-)
-# PostgreSQL: one array parameter per list, so the text never changes (psycopg prepares it once), and a UNION of
-# index lookups where one OR over three columns would scan the table. Chassis ids are hashes, uncorrelated with the
-# table's order, so the planner prices a hundred probes of the primary key above a scan of the whole table, which
-# takes several times longer: a webhook's few ids are probed one by one (a LATERAL with a LIMIT it cannot flatten),
-# while a whole kernel log's thousands are left to the planner.
-_PG_NODE_SELECT = (
-    "SELECT n.id, n.serial, n.hostname, n.state, s.gpus_per_node, "
-    "(SELECT count(*) FROM gpus g WHERE g.node_id = n.id) FROM "
-)
-
-
-def _pg_union(by_id: str) -> str:
-    return " UNION ".join(
-        _PG_NODE_SELECT + source  # built from these constants only, never from input
-        for source in (
-            by_id,
-            "nodes n JOIN skus s ON s.id = n.sku_id WHERE n.serial = ANY(%(refs)s)",
-            "nodes n JOIN skus s ON s.id = n.sku_id WHERE n.hostname = ANY(%(refs)s)",
-        )
-    )
-
-
-_PG_NODES_PROBED = _pg_union(
-    "unnest(%(refs)s::varchar[]) AS r(ref) CROSS JOIN LATERAL (SELECT * FROM nodes WHERE id = r.ref LIMIT 1) n "
-    "JOIN skus s ON s.id = n.sku_id"
-)
-_PG_NODES_PLANNED = _pg_union("nodes n JOIN skus s ON s.id = n.sku_id WHERE n.id = ANY(%(refs)s)")
-PROBE_MAX = 1000
-"""Up to this many refs, ids are probed one by one."""
-
-
-def _pg_nodes(refs: int) -> str:
-    return _PG_NODES_PROBED if refs <= PROBE_MAX else _PG_NODES_PLANNED
-
-
-_PG_GPUS = "SELECT id, node_id, idx, serial, uuid, pci_bus_id FROM gpus WHERE node_id = ANY(%(ids)s)"
-_PG_OWNERS = (
-    "SELECT node_id FROM gpus WHERE serial = ANY(%(keys)s) UNION SELECT node_id FROM gpus WHERE uuid = ANY(%(keys)s)"
-)
-
-
 class Inventory:
     """The nodes and GPUs a batch names, read in a fixed number of queries; every lookup after that is in memory."""
 
-    def __init__(self, session: Session, node_refs: Iterable[str], gpus: Iterable[GpuRef]) -> None:
+    def __init__(self, session: UnitOfWork, node_refs: Iterable[str], gpus: Iterable[GpuRef]) -> None:
         self.by_id: dict[str, _NodeRow] = {}
         self.by_serial: dict[str, list[_NodeRow]] = {}
         self.by_hostname: dict[str, list[_NodeRow]] = {}
         self.gpu_by_serial: dict[str, _GpuRow] = {}
         self.gpu_by_uuid: dict[str, _GpuRow] = {}
-        connection = session.connection()
         refs = sorted({r for r in node_refs if r})
         gpus = list(gpus)
         gpu_keys = sorted({k for g in gpus for k in (g.serial, g.uuid) if k})
         needs_gpu_rows = bool(gpu_keys) or any(g.pci_bus_id for g in gpus)
-        owners = {str(row[0]) for row in list_rows(connection, _SQLITE_OWNERS, _PG_OWNERS, "keys", gpu_keys)}
-        for row in list_rows(connection, _SQLITE_NODES, _pg_nodes, "refs", refs):
+        owners = {str(row[0]) for row in store.gpu_owners(session, gpu_keys)}
+        for row in store.nodes_named(session, refs):
             self._add_node(_NodeRow(*row))
         missing = sorted(owners - set(self.by_id))
         # Nodes found only through a GPU serial or UUID: by id, through the same statement.
-        for row in list_rows(connection, _SQLITE_NODES, _pg_nodes, "refs", missing):
+        for row in store.nodes_named(session, missing):
             self._add_node(_NodeRow(*row))
         if not needs_gpu_rows:  # GPUs named by index at most: the node's count of rows is all a match needs
             return
-        for gpu_id, node_id, idx, serial, uuid, pci in list_rows(
-            connection, _SQLITE_GPUS, _PG_GPUS, "ids", sorted(self.by_id)
-        ):
+        for gpu_id, node_id, idx, serial, uuid, pci in store.node_gpus(session, sorted(self.by_id)):
             gpu = _GpuRow(gpu_id, node_id, idx, serial, uuid, canonical_pci(pci))
             self.by_id[node_id].gpus.append(gpu)
             if gpu.serial:
@@ -226,7 +161,7 @@ class Inventory:
 
     def learn_gpus(self, node_ref: str | None, seen: Iterable[GpuRef]) -> list[dict[str, object]]:
         """Take the PCI bus id and UUID nvidia-smi reported for GPUs known by serial into this inventory, so the
-        readings' own events match by them; the changed rows, for ``save_learned`` to write."""
+        readings' own events match by them; the changed rows, for ``store.save_learned`` to write."""
         node_id = self.node(node_ref)[0] if node_ref else None
         taken = set(self.gpu_by_uuid)
         changes: list[dict[str, object]] = []
@@ -243,13 +178,3 @@ class Inventory:
                     self.gpu_by_uuid[uuid] = row
                 changes.append({"b_id": row.id, "b_pci": row.pci, "b_uuid": row.uuid})
         return changes
-
-
-def save_learned(session: Session, changes: list[dict[str, object]]) -> None:
-    if changes:
-        stmt = (
-            update(GPUS)
-            .where(GPUS.c.id == bindparam("b_id"))
-            .values(pci_bus_id=bindparam("b_pci"), uuid=bindparam("b_uuid"))
-        )
-        session.connection().execute(stmt, changes)

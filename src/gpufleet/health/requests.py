@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import AgentRequest, Node
+from gpufleet.adapters.db.models import AgentRequest
 from gpufleet.fleet.refs import resolve_node_id
+from gpufleet.health import store
 from gpufleet.platform.context import Actor, Role
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden, InvalidInput, NotFound
 
 DCGM_DIAG = "dcgm-diag"
@@ -90,12 +88,8 @@ def request_diagnostic(db: Database, node: str, level: int, actor: Actor, reason
     now = db.clock.now()
     with db.transaction() as session:
         node_id = resolve_node_id(session, node, actor, now)
-        session.execute(select(Node.id).where(Node.id == node_id).with_for_update())  # one open request per node
-        open_request = session.execute(
-            select(AgentRequest).where(
-                AgentRequest.node_id == node_id, AgentRequest.kind == DCGM_DIAG, AgentRequest.status.in_(OPEN)
-            )
-        ).scalar_one_or_none()
+        store.lock_node(session, node_id)  # one open request per node
+        open_request = store.open_request(session, node_id, DCGM_DIAG, OPEN)
         if open_request is not None:
             return _view(open_request)
         row = AgentRequest(
@@ -109,8 +103,7 @@ def request_diagnostic(db: Database, node: str, level: int, actor: Actor, reason
             attempts=0,
             result={},
         )
-        session.add(row)
-        session.flush()
+        store.add_request(session, row)
         return _view(row, created=True)
 
 
@@ -120,12 +113,7 @@ def claim_requests(db: Database, node: str, actor: Actor) -> list[RequestView]:
     now = db.clock.now()
     with db.transaction() as session:
         node_id = resolve_node_id(session, node, actor, now)
-        rows = session.execute(
-            select(AgentRequest)
-            .where(AgentRequest.node_id == node_id, AgentRequest.status.in_(OPEN))
-            .order_by(AgentRequest.id)
-            .with_for_update()
-        ).scalars()
+        rows = store.requests_to_claim(session, node_id, OPEN)
         taken: list[RequestView] = []
         for row in rows:
             lease = LEASES.get(row.level, LEASES[4])
@@ -140,10 +128,12 @@ def claim_requests(db: Database, node: str, actor: Actor) -> list[RequestView]:
         return taken
 
 
-def complete_request(session: Session, request_id: int, node_id: str | None, now: datetime, codes: list[str]) -> None:
+def complete_request(
+    session: UnitOfWork, request_id: int, node_id: str | None, now: datetime, codes: list[str]
+) -> None:
     """Close a request with the events its run produced, inside the ingest's transaction. A request already closed
     stays as it is, so an agent's retry of the same post is harmless."""
-    row = session.get(AgentRequest, request_id, with_for_update=True)
+    row = store.request_for_update(session, request_id)
     if row is None or (node_id is not None and row.node_id != node_id):
         raise InvalidInput(f"no agent request {request_id} for this node", field="request")
     if row.status not in OPEN:
@@ -159,19 +149,15 @@ def list_requests(
         raise Forbidden("agent requests are fleet data; a tenant-scoped token cannot read them")
     now = db.clock.now()
     with db.reader() as session:
-        query = select(AgentRequest).order_by(AgentRequest.id.desc()).limit(max(1, min(limit, 1000)))
-        if node is not None:
-            query = query.where(AgentRequest.node_id == resolve_node_id(session, node, actor, now))
-        if status is not None:
-            query = query.where(AgentRequest.status == status)
-        return [_view(row) for row in session.execute(query).scalars()]
+        node_id = None if node is None else resolve_node_id(session, node, actor, now)
+        return [_view(row) for row in store.request_page(session, max(1, min(limit, 1000)), node_id, status)]
 
 
 def get_request(db: Database, request_id: int, actor: Actor) -> RequestView:
     if actor.tenant_scoped:
         raise Forbidden("agent requests are fleet data; a tenant-scoped token cannot read them")
     with db.reader() as session:
-        row = session.get(AgentRequest, request_id)
+        row = store.request_by_id(session, request_id)
         if row is None:
             raise NotFound(f"no agent request {request_id}")
         return _view(row)

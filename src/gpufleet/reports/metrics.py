@@ -10,11 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import extract, func, select
-
-from gpufleet.adapters.db.models import Cluster, Node, Sku
 from gpufleet.domain.lifecycle import NodeState
 from gpufleet.platform.database import Database
+from gpufleet.reports import store
 from gpufleet.reports.remediation import Gauge, remediation_gauges
 
 
@@ -42,27 +40,13 @@ class FleetMetrics:
 
 def fleet_metrics(db: Database) -> FleetMetrics:
     now = db.clock.now()
-    epoch = extract("epoch", Node.state_since)
-    query = (
-        select(
-            Node.state,
-            Cluster.name,
-            func.count(),
-            func.coalesce(func.sum(Sku.gpus_per_node), 0),
-            func.sum(epoch),
-            func.min(Node.state_since),
-        )
-        .join(Cluster, Cluster.id == Node.cluster_id)
-        .join(Sku, Sku.id == Node.sku_id)
-        .group_by(Node.state, Cluster.name)
-    )
     out = FleetMetrics(at=now)
     out.gpus = {s.value: 0 for s in NodeState}
     out.time_in_state = {s.value: StateTime() for s in NodeState}
     now_epoch = now.timestamp()
     with db.reader() as session:
-        out.clusters = list(session.execute(select(Cluster.name).order_by(Cluster.name)).scalars())
-        for state, cluster, count, gpus, since_sum, oldest in session.execute(query):
+        out.clusters = store.cluster_names(session)
+        for state, cluster, count, gpus, since_sum, oldest in store.node_groups(session):
             out.nodes[(state, cluster)] = int(count)
             out.gpus[state] = out.gpus.get(state, 0) + int(gpus)
             times = out.time_in_state.setdefault(state, StateTime())

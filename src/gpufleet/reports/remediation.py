@@ -14,23 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import (
-    Cluster,
-    OutboxMessage,
-    RemediationBreaker,
-    RemediationCase,
-    RemediationStep,
-    Supplier,
-)
 from gpufleet.domain.remediation import MTTR_GROUPS, CaseState, percentile
 from gpufleet.domain.xid_policy import Kind
 from gpufleet.platform.context import Actor
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.platform.errors import Forbidden
 from gpufleet.remediation.reboots import reboot_figures
+from gpufleet.reports import store
 
 NO_OUTCOME = ("dismissed", "dry_run")
 
@@ -102,28 +92,15 @@ def _rounded(value: float | None) -> float | None:
     return round(value, 1) if value is not None else None
 
 
-def compute(session: Session, since: datetime | None = None, now: datetime | None = None) -> Figures:
+def compute(session: UnitOfWork, since: datetime | None = None, now: datetime | None = None) -> Figures:
     """The figures over cases opened since ``since``; with ``now``, also the age of those still unresolved."""
-    suppliers = dict(session.execute(select(Supplier.id, Supplier.name)).all())
-    clusters = dict(session.execute(select(Cluster.id, Cluster.name)).all())
-    query = select(
-        RemediationCase.kind,
-        RemediationCase.state,
-        RemediationCase.resolution,
-        RemediationCase.human,
-        RemediationCase.dry_run,
-        RemediationCase.detected_at,
-        RemediationCase.closed_at,
-        RemediationCase.supplier_id,
-        RemediationCase.cluster_id,
-        RemediationCase.action,
-    )
-    if since is not None:
-        query = query.where(RemediationCase.opened_at >= since)
+    suppliers = store.supplier_names(session)
+    clusters = store.cluster_names_by_id(session)
+    rows = store.case_outcomes(session, since)
     out = Figures()
     by_state: dict[str, int] = defaultdict(int)
     by_action: dict[str, int] = defaultdict(int)
-    for r in session.execute(query):
+    for r in rows:
         if r.dry_run:
             continue
         out.cases_total += 1
@@ -160,22 +137,13 @@ def compute(session: Session, since: datetime | None = None, now: datetime | Non
     return out
 
 
-def mttr_breakdown(session: Session, since: datetime | None = None) -> dict[str, dict[str, Any]]:
+def mttr_breakdown(session: UnitOfWork, since: datetime | None = None) -> dict[str, dict[str, Any]]:
     """Where repair time goes: for reintegrated cases of each group, the mean minutes spent in each case state and
     its share of the total (what dominates hardware MTTR: the supplier's turnaround, validation, diagnosis...)."""
-    cases = select(RemediationCase.id, RemediationCase.kind, RemediationCase.detected_at).where(
-        RemediationCase.resolution == "reintegrated", RemediationCase.dry_run.is_(False)
-    )
-    if since is not None:
-        cases = cases.where(RemediationCase.opened_at >= since)
-    kinds = {r.id: (MTTR_GROUPS.get(Kind(r.kind), "hardware"), r.detected_at) for r in session.execute(cases)}
+    cases, steps = store.reintegrated_transitions(session, since)
+    kinds = {r.id: (MTTR_GROUPS.get(Kind(r.kind), "hardware"), r.detected_at) for r in cases}
     totals: dict[str, dict[str, float]] = {"software": defaultdict(float), "hardware": defaultdict(float)}
     counts = {"software": 0, "hardware": 0}
-    steps = session.execute(
-        select(RemediationStep.case_id, RemediationStep.at, RemediationStep.to_state)
-        .where(RemediationStep.kind == "transition", RemediationStep.case_id.in_(select(cases.subquery().c.id)))
-        .order_by(RemediationStep.case_id, RemediationStep.id)
-    ).all()
     previous: dict[int, tuple[str, datetime]] = {}
     for case_id, at, to_state in steps:
         group, detected = kinds[case_id]
@@ -237,16 +205,11 @@ class Gauge(NamedTuple):
 SCRAPE_WINDOW = timedelta(days=30)
 
 
-def remediation_gauges(session: Session, now: datetime) -> list[Gauge]:
+def remediation_gauges(session: UnitOfWork, now: datetime) -> list[Gauge]:
     """The remediation figures as gauges: cases by state, MTTR and automation over the last 30 days, reboots,
     breakers and the outbox."""
     figures = compute(session, now - SCRAPE_WINDOW)
-    open_by = session.execute(
-        select(RemediationCase.state, Cluster.name, func.count())
-        .join(Cluster, Cluster.id == RemediationCase.cluster_id)
-        .where(RemediationCase.open_node_id.is_not(None))
-        .group_by(RemediationCase.state, Cluster.name)
-    ).all()
+    open_by = store.open_cases_by_state_and_cluster(session)
     mttr = [
         ((group, q), value)
         for group in ("software", "hardware")
@@ -258,10 +221,8 @@ def remediation_gauges(session: Session, now: datetime) -> list[Gauge]:
         for scope, tallies in (("supplier", figures.by_supplier), ("cluster", figures.by_cluster))
         for name, tally in sorted(tallies.items())
     ]
-    breakers = session.execute(
-        select(Cluster.name, RemediationBreaker.state).join(Cluster, Cluster.id == RemediationBreaker.cluster_id)
-    ).all()
-    outbox = session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
+    breakers = store.breaker_states(session)
+    outbox = store.outbox_counts(session)
     share = figures.reboots.get("returned_share")
     return [
         Gauge(

@@ -10,35 +10,27 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
-
-from gpufleet.adapters.db.models import Cluster, Node, NodeEvent, NvlinkDomain, Sku, Supplier, Tenant
 from gpufleet.domain.lifecycle import NodeState
-from gpufleet.platform.database import Database
+from gpufleet.platform.database import Database, UnitOfWork
+from gpufleet.reports import store
 
 IN_SERVICE = NodeState.IN_SERVICE.value
 
 
 def node_count(db: Database) -> int:
     with db.reader() as session:
-        return int(session.execute(select(func.count()).select_from(Node)).scalar_one())
+        return store.node_count(session)
 
 
 def node_states(db: Database, ids: Iterable[str]) -> dict[str, str]:
     """Current state of each listed node that exists; missing ids are left out."""
     wanted = list(ids)
-    out: dict[str, str] = {}
     with db.reader() as session:
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            out.update({i: s for i, s in session.execute(select(Node.id, Node.state).where(Node.id.in_(chunk)))})
-    return out
+        return store.node_states(session, wanted)
 
 
-def node_state(session: Session, node_id: str) -> str | None:
-    state = session.execute(select(Node.state).where(Node.id == node_id)).scalar_one_or_none()
-    return None if state is None else str(state)
+def node_state(session: UnitOfWork, node_id: str) -> str | None:
+    return store.node_state(session, node_id)
 
 
 @dataclass(frozen=True)
@@ -57,41 +49,13 @@ def cluster_nodes(db: Database, clusters: Iterable[str]) -> list[StoredNode]:
     """Every node of the named clusters, so a live simulation can take over nodes it did not create."""
     names = list(clusters)
     with db.reader() as session:
-        rows = session.execute(
-            select(
-                Node.id,
-                Node.serial,
-                Node.hostname,
-                Cluster.name,
-                Supplier.name,
-                Sku.name,
-                Sku.gpus_per_node,
-                Node.state,
-            )
-            .join(Cluster, Cluster.id == Node.cluster_id)
-            .join(Supplier, Supplier.id == Node.supplier_id)
-            .join(Sku, Sku.id == Node.sku_id)
-            .where(Cluster.name.in_(names))
-            .order_by(Node.id)
-        )
-        return [StoredNode(*row) for row in rows]
+        return [StoredNode(*row) for row in store.cluster_node_rows(session, names)]
 
 
 def reference_names(db: Database) -> dict[str, set[str]]:
     """Names already defined per reference section, so a live simulation adds only what is missing."""
     with db.reader() as session:
-        return {
-            "suppliers": set(session.execute(select(Supplier.name)).scalars()),
-            "skus": set(session.execute(select(Sku.name)).scalars()),
-            "clusters": set(session.execute(select(Cluster.name)).scalars()),
-            "tenants": set(session.execute(select(Tenant.name)).scalars()),
-            "nvlink_domains": {
-                f"{c}/{n}"
-                for c, n in session.execute(
-                    select(Cluster.name, NvlinkDomain.name).join(Cluster, Cluster.id == NvlinkDomain.cluster_id)
-                )
-            },
-        }
+        return store.reference_names(session)
 
 
 @dataclass
@@ -111,21 +75,12 @@ def availability(db: Database, start: datetime, end: datetime, node_ids: Iterabl
     only = set(node_ids) if node_ids is not None else None
     result = Availability()
     with db.reader() as session:
-        clusters = dict(session.execute(select(Cluster.id, Cluster.name)).all())
+        clusters = store.cluster_names_by_id(session)
         nodes: dict[str, tuple[int, str, datetime]] = {}
-        query = select(Node.id, Sku.gpus_per_node, Node.cluster_id, Node.created_at).join(Sku, Sku.id == Node.sku_id)
-        for node_id, gpus, cluster_id, created in session.execute(query):
+        for node_id, gpus, cluster_id, created in store.node_sizes(session):
             if only is None or node_id in only:
                 nodes[node_id] = (int(gpus), clusters[cluster_id], created)
-        events = session.execute(
-            select(NodeEvent.node_id, NodeEvent.at, NodeEvent.from_state, NodeEvent.to_state)
-            .where(
-                NodeEvent.kind.in_(("created", "transition")),
-                NodeEvent.at <= end,
-                or_(NodeEvent.from_state == IN_SERVICE, NodeEvent.to_state == IN_SERVICE),
-            )
-            .order_by(NodeEvent.node_id, NodeEvent.id)
-        )
+        events = store.in_service_changes(session, end, IN_SERVICE)
         in_service: dict[str, float] = {}
         since: dict[str, datetime] = {}
         for node_id, at, from_state, to_state in events:
@@ -156,7 +111,7 @@ def state_counts(db: Database, node_ids: Iterable[str] | None = None) -> dict[st
     only = set(node_ids) if node_ids is not None else None
     counts: dict[str, int] = {}
     with db.reader() as session:
-        for node_id, state in session.execute(select(Node.id, Node.state)):
+        for node_id, state in store.all_node_states(session):
             if only is None or node_id in only:
                 counts[state] = counts.get(state, 0) + 1
     return counts
@@ -165,9 +120,5 @@ def state_counts(db: Database, node_ids: Iterable[str] | None = None) -> dict[st
 def transition_events(db: Database, event: str) -> list[dict[str, object]]:
     """Every recorded transition of one kind with its data, e.g. each quarantine and the fault that caused it."""
     with db.reader() as session:
-        rows = session.execute(
-            select(NodeEvent.node_id, NodeEvent.at, NodeEvent.data)
-            .where(NodeEvent.kind == "transition", NodeEvent.event == event)
-            .order_by(NodeEvent.id)
-        )
+        rows = store.transitions(session, event)
         return [{"node_id": n, "at": at, "data": dict(data or {})} for n, at, data in rows]
