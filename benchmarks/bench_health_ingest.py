@@ -15,7 +15,6 @@ either database: parsing is Python, one core a process, so a second process pars
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import multiprocessing
 import random
@@ -39,10 +38,10 @@ from _fleet import NODES, STATE_CYCLE, populate
 from gpufleet.adapters.db.models import Gpu, Node, NodeEvent, RemediationCase
 from gpufleet.api.runtime import settle_process
 from gpufleet.fleet.tokens import create_token
-from gpufleet.health import ingest as health_ingest
 from gpufleet.health.ingest import ingest
 from gpufleet.platform.context import Actor, Role
 from gpufleet.platform.database import Database, open_database
+from gpufleet.remediation.react import attach
 
 ACTOR = Actor(name="bench", role=Role.OPERATOR)
 EVENTS = 50_000
@@ -265,10 +264,10 @@ def throughput(db: Database, base: datetime, workers: int) -> list[dict[str, Any
     return results
 
 
-def register_reactions() -> list[str]:
-    """Load the remediation reaction (it registers with ingest on import) and name the reactions registered."""
-    importlib.import_module("gpufleet.remediation.react")
-    return [getattr(c, "__qualname__", repr(c)) for c in health_ingest._callbacks]
+def register_reactions(db: Database) -> list[str]:
+    """Attach the remediation reaction to ``db``, as the server's composition root does, and name what is attached."""
+    attach(db)
+    return [getattr(c, "__qualname__", repr(c)) for c in db.ingest_reactions]
 
 
 LATENCY_SECONDS = 10
@@ -332,7 +331,7 @@ def _replica(
 ) -> tuple[dict[str, str], float]:
     """One ingesting process of several, as server workers or replicas run: its own engine and reaction."""
     db = open_database(url)
-    register_reactions()
+    register_reactions(db)
     settle_process()  # as the server does once it has started
     try:
         arrivals, _, finished = send_share(db, datetime.fromisoformat(base), started, share, shares, senders)
@@ -427,12 +426,12 @@ def main() -> None:
         fleet = populate(db)
         teach_pci(db)
         base = datetime.now(UTC) - timedelta(hours=1)
-        reactions = register_reactions()
+        reactions = register_reactions(db)
         settle_process()  # as the server does once it has started
-        saved = list(health_ingest._callbacks)
-        health_ingest._callbacks.clear()  # throughput of ingest itself first
+        saved = list(db.ingest_reactions)
+        db.ingest_reactions.clear()  # throughput of ingest itself first
         cases = throughput(db, base, args.processes)
-        health_ingest._callbacks[:] = saved
+        db.ingest_reactions[:] = saved
         with db.reader() as session:
             stored = session.execute(text("SELECT count(*) FROM health_events")).scalar()
         if reactions:
@@ -440,7 +439,7 @@ def main() -> None:
                 db, base + timedelta(minutes=20), args.processes, db.engine.url.render_as_string(hide_password=False)
             )
         else:
-            latency = {"measured": False, "why": "no remediation reaction is registered with on_ingested"}
+            latency = {"measured": False, "why": "no remediation reaction is attached to the database"}
     # The ways bulk events reach a running gpufleet: a kernel log through `gpufleet events ingest`, and webhooks
     # through the server. The service case beside them is one thread of one process calling ingest in turn: what a
     # process does alone, not how webhooks arrive, so it is reported apart.

@@ -41,7 +41,7 @@ def main() -> None:
     with scratch_database(args.db) as db:
         fleet = populate(db)
         teach_pci(db)
-        reactions = register_reactions()
+        reactions = register_reactions(db)
         settle_process()
         payloads = alert_payloads(EVENTS, datetime.now(UTC) - timedelta(minutes=30), seed=11)
         marks = []

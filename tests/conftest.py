@@ -303,6 +303,7 @@ def db(db_url: str) -> Iterator[Database]:
     database = _migrated(db_url)
     _wipe(database)
     database.clock = ManualClock(START)
+    database.ingest_reactions.clear()  # each test attaches what it reacts with, as a composition root would
     yield database
 
 

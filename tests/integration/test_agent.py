@@ -58,12 +58,9 @@ class Server:
 
 @pytest.fixture
 def fleet(db: Database) -> Iterator[Api]:
-    from gpufleet.health import ingest as health_ingest
-
-    before = list(health_ingest._callbacks)
-    health_ingest._callbacks.clear()
-    yield make_api(db)
-    health_ingest._callbacks[:] = before
+    api = make_api(db)
+    db.ingest_reactions.clear()  # the agent's delivery is under test, not remediation's reaction
+    yield api
 
 
 @pytest.fixture

@@ -20,12 +20,9 @@ def fixture(name: str) -> bytes:
 
 @pytest.fixture
 def api(db: Database) -> Iterator[Api]:
-    from gpufleet.health import ingest as health_ingest
-
-    before = list(health_ingest._callbacks)
-    health_ingest._callbacks.clear()  # ingest on its own: remediation's reaction is not under test here
-    yield make_api(db)
-    health_ingest._callbacks[:] = before
+    api = make_api(db)
+    db.ingest_reactions.clear()  # ingest on its own: remediation's reaction is not under test here
+    yield api
 
 
 @pytest.mark.parametrize(

@@ -21,14 +21,9 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "health"
 
 @pytest.fixture
 def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    from gpufleet.health import ingest as health_ingest
-
     seed_reference(db)
     assert import_nodes(db, NODES_CSV, "fleet.csv", OPERATOR).applied
-    before = list(health_ingest._callbacks)
-    health_ingest._callbacks.clear()
     yield Cli.on(db, monkeypatch)
-    health_ingest._callbacks[:] = before
 
 
 def test_ingest_a_file_and_list_it(cli: Cli) -> None:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from gpufleet.adapters.db.models import Gpu, HealthEvent
+from gpufleet.adapters.db.models import Gpu, HealthEvent, RemediationCase
 from gpufleet.fleet.inventory import import_nodes
 from gpufleet.health.events import EventFilter, list_events, rematch
 from gpufleet.health.ingest import ingest, ingest_file, on_ingested, remove_ingested_callback
@@ -168,15 +168,14 @@ def test_callbacks_see_committed_new_events(fleet: Database) -> None:
     def broken(db: Database, ids: Sequence[int]) -> None:
         raise RuntimeError("the reaction failed")
 
-    on_ingested(broken)
-    on_ingested(react)
-    on_ingested(react)  # registering twice keeps one
-    try:
-        report = ingest(fleet, fixture("kern.log"), "xid", OPERATOR)
-        ingest(fleet, fixture("kern.log"), "xid", OPERATOR)  # nothing new: no call
-    finally:
-        remove_ingested_callback(react)
-        remove_ingested_callback(broken)
+    on_ingested(fleet, broken)
+    on_ingested(fleet, react)
+    on_ingested(fleet, react)  # registering twice keeps one
+    report = ingest(fleet, fixture("kern.log"), "xid", OPERATOR)
+    ingest(fleet, fixture("kern.log"), "xid", OPERATOR)  # nothing new: no call
+    remove_ingested_callback(fleet, react)
+    remove_ingested_callback(fleet, broken)
+    assert fleet.ingest_reactions == []
     assert seen == [(report.event_ids, 8)]
 
 
@@ -188,7 +187,7 @@ def test_rematch_after_the_inventory_learns_the_node(fleet: Database) -> None:
     csv = NODES_CSV.replace(",gpu-05,", ",not-in-inventory,")
     assert import_nodes(fleet, csv, "fleet.csv", OPERATOR).applied
     seen: list[Sequence[int]] = []
-    on_ingested(lambda db, ids: seen.append(ids))
+    on_ingested(fleet, lambda db, ids: seen.append(ids))
     result = rematch(fleet, OPERATOR)
     assert (result.examined, result.matched, result.still_unmatched) == (1, 1, 0)
     event = next(e for e in events(fleet) if e.id == report.unmatched[0].event_id)
@@ -258,15 +257,18 @@ def test_ingest_file_reads_from_disk(fleet: Database, tmp_path: Path) -> None:
     assert report.accepted == 8 and report.source == str(path)
 
 
-@pytest.fixture(autouse=True)
-def _only_this_tests_callbacks() -> Iterator[None]:
-    """Ingest is tested on its own: reactions registered elsewhere (remediation) are set aside, then put back."""
-    from gpufleet.health import ingest as health_ingest
+def test_nothing_reacts_to_an_ingest_unless_a_composition_root_attached_it(fleet: Database) -> None:
+    from gpufleet.api.app import create_app
+    from gpufleet.remediation.react import attach, react
 
-    before = list(health_ingest._callbacks)
-    health_ingest._callbacks.clear()
-    yield
-    health_ingest._callbacks[:] = before
+    assert fleet.ingest_reactions == []  # importing the app and the reaction registered nothing
+    create_app(fleet)  # the API's composition root attaches the reaction to the database it serves
+    assert fleet.ingest_reactions == [react]
+    attach(fleet)  # attaching again keeps one
+    assert fleet.ingest_reactions == [react]
+    assert ingest(fleet, fixture("kern.log"), "xid", OPERATOR).accepted == 8
+    with fleet.reader() as session:  # the reaction opened the fatal Xids' cases within the ingest
+        assert session.execute(select(func.count()).select_from(RemediationCase)).scalar_one() > 0
 
 
 def test_a_body_larger_than_one_statement_batch_is_stored_whole_and_once(fleet: Database, clock: ManualClock) -> None:
@@ -296,7 +298,7 @@ def test_the_reaction_is_handed_what_the_ingest_stored(fleet: Database) -> None:
     from gpufleet.health.ingest import NewEvents
 
     seen: list[Any] = []
-    on_ingested(lambda db, ids: seen.append(ids))  # set aside again after the test, like every callback here
+    on_ingested(fleet, lambda db, ids: seen.append(ids))
     report = ingest(fleet, fixture("kern.log"), "xid", OPERATOR)
     (handed,) = seen
     assert isinstance(handed, NewEvents) and list(handed) == report.event_ids

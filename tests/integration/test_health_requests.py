@@ -30,14 +30,9 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "health"
 
 @pytest.fixture
 def fleet(db: Database) -> Iterator[Database]:
-    from gpufleet.health import ingest as health_ingest
-
-    before = list(health_ingest._callbacks)
-    health_ingest._callbacks.clear()
     seed_reference(db)
     assert import_nodes(db, NODES_CSV, "fleet.csv", OPERATOR).applied
     yield db
-    health_ingest._callbacks[:] = before
 
 
 def test_one_open_request_per_node(fleet: Database) -> None:

@@ -20,7 +20,7 @@ from gpufleet.platform.database import Database
 from gpufleet.platform.errors import Forbidden, InvalidInput
 from gpufleet.remediation.engine import Engine
 from gpufleet.remediation.policy import revoke_override, set_override, show_policy
-from gpufleet.remediation.react import react_now, use_registry
+from gpufleet.remediation.react import attach, react_now, use_registry
 from gpufleet.remediation.runtime import DbWork
 from gpufleet.remediation.safety import breakers, reset_breaker, trip_breaker
 from tests.factories import ADMIN, OPERATOR, VIEWER
@@ -227,6 +227,7 @@ def test_an_xid_arriving_through_ingest_quarantines_its_node_in_the_same_request
 ) -> None:
     h = harness(db, clock)
     use_registry(h.registry)
+    attach(db)  # as the API app and the CLI do where they are assembled
     try:
         payload = {
             "version": "4",

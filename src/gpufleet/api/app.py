@@ -40,6 +40,7 @@ from gpufleet.api.routes import (
 )
 from gpufleet.api.runtime import settle_process
 from gpufleet.platform.database import Database, open_database
+from gpufleet.remediation.react import attach as attach_reaction
 
 API_PREFIX = "/api/v1"
 UPLOAD_PATHS = frozenset({f"{API_PREFIX}/imports/nodes", f"{API_PREFIX}{validation.RESULTS_PATH}"}) | (
@@ -112,6 +113,8 @@ def create_app(db: Database | None = None) -> FastAPI:
         default_response_class=JSONResponse,
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    # The composition root of the API: ingest -> reaction is wired here, for this database, and nowhere else.
+    attach_reaction(database)
     app.state.db = database
     app.state.metrics_registry = metrics.registry_for(database)
     problems.install(app)

@@ -1,7 +1,7 @@
 """`gpufleet remediation`: run the controller, and its figures, breakers, dry runs, tickets, notifications, reboots.
 
-Importing this module also registers the immediate reaction to ingested health events, so `gpufleet events ingest`
-quarantines a node with a fatal Xid within the command.
+The immediate reaction to ingested events is attached with the CLI's database (``cli.state.database``), so
+`gpufleet events ingest` quarantines a node with a fatal Xid within the command.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 
-import gpufleet.remediation.react  # noqa: F401 - registers the reaction to ingested events
 from gpufleet.cli.output import Output, OutputOption, emit_json, say, show, table, when
 from gpufleet.cli.state import actor, database
 from gpufleet.remediation.outbox import deliver_due, list_channels, outbox_summary, set_channel

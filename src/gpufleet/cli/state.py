@@ -63,6 +63,11 @@ def database(ctx: typer.Context, migrated: bool = True) -> Database:
     if st.db is None:
         st.db = open_database(st.database_url)
         ctx.find_root().call_on_close(st.db.dispose)
+        # The composition root of the CLI: an ingest from the command line reacts as the server's does. Imported
+        # here, not at the top, so that `gpufleet --help` and commands without a database load no engine.
+        from gpufleet.remediation.react import attach
+
+        attach(st.db)
     if migrated:
         check_schema(st.db)
     return st.db

@@ -79,29 +79,27 @@ class NewEvents(list[int]):
 
 
 IngestedCallback = Callable[[Database, Sequence[int]], None]
-_callbacks: list[IngestedCallback] = []
 
 
-def on_ingested(callback: IngestedCallback) -> IngestedCallback:
-    """Call ``callback(db, new_event_ids)`` after every ingest that stored new events, once they are committed.
+def on_ingested(db: Database, callback: IngestedCallback) -> IngestedCallback:
+    """Call ``callback(db, new_event_ids)`` after every ingest into ``db`` that stored new events, once committed.
 
-    Registering the same callable twice keeps one registration. Usable as a decorator. A callback that raises is
-    logged and does not undo or fail the ingest: the events are stored, and the ``processed_at`` cursor lets the
-    reaction catch up later.
+    Registering the same callable twice keeps one registration. A callback that raises is logged and does not undo
+    or fail the ingest: the events are stored, and the ``processed_at`` cursor lets the reaction catch up later.
     """
-    if callback not in _callbacks:
-        _callbacks.append(callback)
+    if callback not in db.ingest_reactions:
+        db.ingest_reactions.append(callback)
     return callback
 
 
-def remove_ingested_callback(callback: IngestedCallback) -> None:
-    if callback in _callbacks:
-        _callbacks.remove(callback)
+def remove_ingested_callback(db: Database, callback: IngestedCallback) -> None:
+    if callback in db.ingest_reactions:
+        db.ingest_reactions.remove(callback)
 
 
 def notify(db: Database, ids: Sequence[int]) -> None:
-    """Run the registered callbacks for events that became actionable (new, or matched again)."""
-    for callback in list(_callbacks):
+    """Run the callbacks attached to this database for events that became actionable (new, or matched again)."""
+    for callback in list(db.ingest_reactions):
         try:
             callback(db, ids)
         except Exception:

@@ -7,7 +7,7 @@ they never build a statement themselves.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -50,6 +50,9 @@ class Database:
             )
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
         self.ingest_turns = FairTurns(ingest_concurrency(self.engine.dialect.name))
+        self.ingest_reactions: list[Callable[[Database, Sequence[int]], None]] = []
+        """What runs after an ingest commits new health events on this database. Empty until a composition root
+        (the API app, the CLI) attaches the remediation reaction: nothing registers itself by being imported."""
         # PostgreSQL: a reader in READ COMMITTED takes a fresh snapshot for every statement anyway, so its BEGIN and
         # ROLLBACK are two round trips that buy nothing; it runs in autocommit.
         self._read_options: dict[str, object] = {READ_ONLY: True}

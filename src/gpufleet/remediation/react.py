@@ -1,7 +1,9 @@
-"""The immediate reaction to new health events: registered with the ingest hook when this module is imported.
+"""The immediate reaction to new health events, attached to a database by a composition root (``attach``).
 
-Ingest calls it after its commit with the new event ids, so a fatal Xid on a serving node is quarantined within the
-request that delivered it instead of at the controller's next pass. It uses one engine per database and the
+The API app and the CLI attach it where they assemble themselves; nothing registers by being imported, so whether a
+process reacts is written where it is put together. Ingest calls it after its commit with the new event ids, so a
+fatal Xid on a serving node is quarantined within the request that delivered it instead of at the controller's next
+pass. It uses one engine per database and the
 default driver registry; anything it cannot finish now (a case leased by another process, a budget) the regular
 controller pass carries on with, because the events' ``processed_at`` cursor and the cases' due times say so.
 """
@@ -67,7 +69,9 @@ def react(db: Database, ids: Sequence[int]) -> None:
     react_now(db, ids)
 
 
-on_ingested(react)
+def attach(db: Database) -> None:
+    """React to every ingest into ``db`` from now on; attaching twice changes nothing."""
+    on_ingested(db, react)
 
 
 def run_once(db: Database, actor: Actor) -> dict[str, Any]:

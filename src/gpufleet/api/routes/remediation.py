@@ -1,7 +1,6 @@
 """Remediation over HTTP: the health policy and its overrides, figures, breakers, tickets, channels, outbox, reboots.
 
-Importing this module registers the immediate reaction to ingested health events (``remediation.react``),
-so an API server quarantines a node with a fatal Xid within the ingest request.
+The immediate reaction to ingested health events is attached where the app is assembled (``api.app.create_app``).
 """
 
 from __future__ import annotations
