@@ -110,3 +110,19 @@ def test_metrics_carry_the_remediation_figures(api: Api) -> None:
     assert "# HELP gpufleet_remediation_automation_ratio" in text
     assert "gpufleet_outbox_messages" in text
     assert 'gpufleet_nodes{cluster="east-frontier",state="in_service"}' in text  # the fleet's own gauges still there
+
+
+def test_the_case_lifecycle_is_read_from_the_case_table(api: Api) -> None:
+    from gpufleet.domain.remediation import CASE_TRANSITIONS, PERSON_ACTIONS, CaseState
+
+    lifecycle = api.get(f"{V1}/cases/lifecycle", who="tenant-a").json()
+    states = {s["name"]: s for s in lifecycle["states"]}
+    assert list(states) == [s.value for s in CaseState]
+    assert states["needs_human"]["person_actions"] == list(PERSON_ACTIONS) and states["closed"]["final"]
+    assert states["closed"]["person_actions"] == [] and "escalate" in states["diagnosing"]["automation_events"]
+    assert [(t["from"], t["event"], t["to"]) for t in lifecycle["transitions"]] == [
+        (t.source.value, t.event, t.target.value) for t in CASE_TRANSITIONS
+    ]
+    by_person = {t["person_action"] for t in lifecycle["transitions"]} - {None}
+    assert by_person == set(PERSON_ACTIONS)
+    assert api.client.get(f"{V1}/cases/lifecycle").status_code == 401

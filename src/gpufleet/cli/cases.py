@@ -11,7 +11,7 @@ from gpufleet.cli.lifecycle import DiagramFormat
 from gpufleet.cli.output import Output, OutputOption, duration, emit_json, say, show, table, when
 from gpufleet.cli.state import actor, database
 from gpufleet.domain import diagram
-from gpufleet.domain.remediation import CASE_STATE_POLICIES, CASE_TRANSITIONS, PERSON_ACTIONS, person_actions
+from gpufleet.domain.remediation import CASE_STATE_POLICIES, PERSON_ACTIONS, automation_events, person_actions
 from gpufleet.remediation.cases import act_on_case, list_cases, return_from_supplier, show_case
 
 app = typer.Typer(help="Remediation cases: list, show, and act on them with a reason.", no_args_is_help=True)
@@ -180,7 +180,7 @@ def lifecycle_command(
             "state": state.value,
             "owner": policy.owner,
             "work": policy.doc,
-            "events": sorted({t.event for t in CASE_TRANSITIONS if t.source is state and t.person is None}),
+            "events": automation_events(state),
             "person_actions": person_actions(state),
         }
         for state, policy in CASE_STATE_POLICIES.items()

@@ -115,6 +115,11 @@ def case_events(state: CaseState) -> list[str]:
     return sorted(_BY_SOURCE.get(state, {}))
 
 
+def automation_events(state: CaseState) -> list[str]:
+    """The events automation may take from ``state`` (the rest of ``case_events`` are a person's)."""
+    return sorted({t.event for t in CASE_TRANSITIONS if t.source is state and t.person is None})
+
+
 def person_actions(state: CaseState) -> list[str]:
     """The actions a person may take on a case in ``state``: a person takes any open case over, so every person action
     is offered while the case is open, and none once it is final."""

@@ -12,8 +12,15 @@ from gpufleet.api.auth import Operator, TenantViewer
 from gpufleet.api.deps import Db
 from gpufleet.api.responses import ValueJSONResponse
 from gpufleet.api.schemas import AUTH, problems
-from gpufleet.api.schemas.cases import CaseDetailOut, CaseOut, SupplierReturnOut
-from gpufleet.domain.remediation import PERSON_ACTIONS
+from gpufleet.api.schemas.cases import CaseDetailOut, CaseLifecycleOut, CaseOut, SupplierReturnOut
+from gpufleet.domain.remediation import (
+    CASE_STATE_POLICIES,
+    CASE_TRANSITIONS,
+    FINAL_CASE_STATES,
+    PERSON_ACTIONS,
+    automation_events,
+    person_actions,
+)
 from gpufleet.remediation.cases import act_on_case, list_cases, return_from_supplier, show_case
 
 router = APIRouter(prefix="/cases", tags=["remediation"], responses=AUTH)
@@ -60,6 +67,30 @@ def get_cases(
 ) -> ValueJSONResponse:
     """A tenant-scoped token sees only cases of nodes allocated to its tenant."""
     return ValueJSONResponse(list_cases(db, actor, state, cluster, node, open_only, limit))
+
+
+@router.get(
+    "/lifecycle",
+    response_model=CaseLifecycleOut,
+    summary="The case state machine: each state's owner and work, what automation and a person may do from it",
+)
+def get_case_lifecycle(actor: TenantViewer) -> ValueJSONResponse:
+    states = [
+        {
+            "name": state.value,
+            "owner": policy.owner,
+            "work": policy.doc,
+            "final": state in FINAL_CASE_STATES,
+            "automation_events": automation_events(state),
+            "person_actions": person_actions(state),
+        }
+        for state, policy in CASE_STATE_POLICIES.items()
+    ]
+    transitions = [
+        {"from": t.source.value, "event": t.event, "to": t.target.value, "why": t.doc, "person_action": t.person}
+        for t in CASE_TRANSITIONS
+    ]
+    return ValueJSONResponse({"states": states, "transitions": transitions})
 
 
 @router.get(

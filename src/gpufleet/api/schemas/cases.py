@@ -98,3 +98,25 @@ class CaseDetailOut(CaseOut):
 class SupplierReturnOut(Out):
     node: str = Field(description="The chassis id.")
     case: int | None = Field(description="The node's latest case, if it has one.")
+
+
+class CaseStateOut(Out):
+    name: CaseState
+    owner: str = Field(description="Who moves a case on from here: automation, the supplier, operations, nobody.")
+    work: str = Field(description="What happens in this state.")
+    final: bool
+    automation_events: list[str] = Field(description="Events automation may take from here.")
+    person_actions: list[str] = Field(description="What a person may ask of a case here (POST .../actions).")
+
+
+class CaseTransitionOut(Out):
+    from_: CaseState = Field(alias="from")
+    event: str
+    to: CaseState
+    why: str
+    person_action: str | None = Field(description="The person action that takes this transition, if one does.")
+
+
+class CaseLifecycleOut(Out):
+    states: list[CaseStateOut]
+    transitions: list[CaseTransitionOut]
