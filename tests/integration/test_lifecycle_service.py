@@ -6,7 +6,7 @@ from datetime import timedelta
 from itertools import pairwise
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from gpufleet.adapters.db.models import Node, NodeEvent
 from gpufleet.domain.lifecycle import InvalidTransition
@@ -107,6 +107,28 @@ def test_one_statement_and_checked_transitions_each_move_the_node_exactly_once(f
         assert [e.version for e in events] == list(range(2, 2 + len(events)))
         assert (node.version, node.state, node.previous_state) == (1 + len(events), "decommissioning", "drained")
         assert all(later.from_state == earlier.to_state for earlier, later in pairwise(events))
+
+
+def test_sqlite_transitions_rely_on_the_trigger_that_moves_the_node(fleet: Database) -> None:
+    # fleet.store writes a SQLite transition as one event INSERT and leaves moving the node row to this trigger.
+    if fleet.dialect != "sqlite":
+        pytest.skip("PostgreSQL moves the node and writes the event in one data-modifying CTE, without a trigger")
+    node_id = chassis_id("acme-cloud", "SN1")
+    with fleet.reader() as s:
+        trigger = s.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'node_events_apply_transition'")
+        ).scalar_one()
+    with fleet.transaction() as s:
+        s.execute(text("DROP TRIGGER node_events_apply_transition"))
+    try:
+        transition(fleet, "gpu-1", "provision", "without the trigger", OPERATOR)
+        with fleet.reader() as s:
+            node = s.get(Node, node_id)
+            assert node is not None and node.state == "received"  # the event alone does not move the node
+    finally:
+        with fleet.transaction() as s:
+            s.execute(text("DELETE FROM node_events WHERE reason = 'without the trigger'"))
+            s.execute(text(trigger))
 
 
 def test_a_stale_one_statement_transition_writes_no_event(fleet: Database) -> None:

@@ -271,7 +271,8 @@ def _update_with_event(event: str, check_version: bool, with_data: bool) -> Any:
 
 @lru_cache(maxsize=256)
 def _event_with_update(event: str, check_version: bool, with_data: bool) -> Any:
-    """SQLite: the event INSERT claims the node's next version and a trigger applies it to the node (migration 0006).
+    """SQLite: the event INSERT claims the node's next version and a trigger applies it to the node (migration 0006,
+    ``node_events_apply_transition``; ``test_sqlite_transitions_rely_on_the_trigger_that_moves_the_node`` holds it).
 
     SQLite has no data-modifying CTE; this keeps the transition one statement there too, both rows in the same
     statement's atomic write. The SELECT finds no row when the node is not in a state the event leaves (or has moved

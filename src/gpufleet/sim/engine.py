@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from gpufleet.adapters.drivers.base import ClusterDriver
 from gpufleet.adapters.drivers.simulated import SimNode, SimulatedDriver, SimulatedWorld, Workload
 from gpufleet.clusters.drivers import ClusterTarget, DriverRegistry
+from gpufleet.domain.lifecycle import NodeState
 from gpufleet.platform.clock import Clock, ManualClock
 from gpufleet.platform.context import Actor, Role
 from gpufleet.platform.database import Database, open_database
@@ -265,13 +266,20 @@ class Simulation:
             validation.apply_policies(self.db, self.scenario, self.actor)
         stored = node_states(self.db, [p.id for p in planned]) if self.live else {}
         missing = [p for p in planned if p.id not in stored]
-        load_nodes(self.db, missing, self.actor, "in_service", f"{self.scenario.name}-inventory.jsonl", self._report)
+        load_nodes(
+            self.db,
+            missing,
+            self.actor,
+            NodeState.IN_SERVICE.value,
+            f"{self.scenario.name}-inventory.jsonl",
+            self._report,
+        )
         for p in planned:
-            self._add_node(p, stored.get(p.id, "in_service"))
+            self._add_node(p, stored.get(p.id, NodeState.IN_SERVICE.value))
         if self.live:
             self._take_over_others({p.id for p in planned})
         for node in self.nodes:
-            if node.state == "in_service":
+            if node.state == NodeState.IN_SERVICE:
                 self.start_service(node)
             else:
                 self.operator.adopt(node, node.state)
@@ -307,10 +315,10 @@ class Simulation:
             node.gen += 1
             node.state = stored.get(node.id, node.state)
             self.state_nodes[node.state] += 1
-            if node.state == "in_service":
+            if node.state == NodeState.IN_SERVICE:
                 self.in_service_gpus += node.gpus
         for node in self.nodes:
-            if node.state == "in_service":
+            if node.state == NodeState.IN_SERVICE:
                 self.start_service(node)
             else:
                 self.operator.adopt(node, node.state)
@@ -344,7 +352,7 @@ class Simulation:
         self.nodes.append(node)
         self.by_id[node.id] = node
         self.state_nodes[state] += 1
-        if state == "in_service":
+        if state == NodeState.IN_SERVICE:
             self.in_service_gpus += p.gpus
         if numbered:
             index = int(p.serial.rsplit("-", 1)[1]) + 1
@@ -363,8 +371,8 @@ class Simulation:
         for p in planned:
             if p.id in self.by_id:
                 continue  # delivered in an earlier live run and already taken over
-            node = self._add_node(p, stored.get(p.id, "received"))
-            if node.state == "received":
+            node = self._add_node(p, stored.get(p.id, NodeState.RECEIVED.value))
+            if node.state == NodeState.RECEIVED:
                 self.operator.bring_up(node)
             else:
                 self.operator.adopt(node, node.state)
@@ -402,9 +410,9 @@ class Simulation:
             self.metrics.transition(event)
         self.state_nodes[from_state] -= 1
         self.state_nodes[to_state] += 1
-        if from_state == "in_service":
+        if from_state == NodeState.IN_SERVICE:
             self.in_service_gpus -= node.gpus
-        if to_state == "in_service":
+        if to_state == NodeState.IN_SERVICE:
             self.in_service_gpus += node.gpus
         node.state = to_state
 
@@ -426,7 +434,7 @@ class Simulation:
     def _failure_due(self, node: FleetNode | None, arg: tuple[int, bool]) -> None:
         assert node is not None
         gen, reban = arg
-        if node.gen != gen or node.state != "in_service" or node.case is not None:
+        if node.gen != gen or node.state != NodeState.IN_SERVICE or node.case is not None:
             return  # the clock of an earlier stint in service
         node.gen += 1
         component = self.model.draw_component(node.cls, hardware_only=reban)

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from gpufleet.adapters.drivers.base import ValidationState
 from gpufleet.adapters.drivers.simulated import Fault
+from gpufleet.domain.lifecycle import LEAVING_STATES, NodeState
+from gpufleet.domain.remediation import CaseState
+from gpufleet.domain.xid_policy import Action
 from gpufleet.fleet.lifecycle import TransitionResult, apply_transition
 from gpufleet.platform.context import Actor, Role
 from gpufleet.platform.errors import InvalidTransition, NotFound, VersionConflict
@@ -36,7 +39,8 @@ if TYPE_CHECKING:
     from gpufleet.sim.engine import FleetNode, Simulation
 
 MINUTE = 60.0
-REMEDIATION_STATES = frozenset({"quarantined", "draining", "drained", "diagnosing", "repairing", "validating"})
+OTHERS_WORK = LEAVING_STATES | {NodeState.MAINTENANCE}
+"""States whose node someone else is working on: the simulated operator leaves it alone."""
 
 
 @dataclass(eq=False)
@@ -86,11 +90,11 @@ class Operator:
     def adopt(self, node: FleetNode, state: str) -> None:
         """Carry on from a state recorded before this run (or set by someone else)."""
         node.state = state
-        if state == "in_service":
+        if state == NodeState.IN_SERVICE:
             node.case = None
             self.sim.start_service(node)
             return
-        if state in ("maintenance", "decommissioning", "decommissioned"):
+        if state in OTHERS_WORK:
             node.case = None  # someone else's work: leave the node alone
             return
         case = self._open(node, "adopted")
@@ -98,20 +102,20 @@ class Operator:
         open_case = open_case_of(session, node.id)
         if open_case is not None:
             case.case_id = open_case.id
-            if open_case.state == "needs_human" and open_case.action == "inspect":
+            if open_case.state == CaseState.NEEDS_HUMAN and open_case.action == Action.INSPECT:
                 self._send_technician(node)
             self.sim.kick_controller()
-        if state in ("received", "provision_failed"):
-            event = "provision" if state == "received" else "retry"
+        if state in (NodeState.RECEIVED, NodeState.PROVISION_FAILED):
+            event = "provision" if state == NodeState.RECEIVED else "retry"
             if self._move(node, event, "picking up a node that was waiting for provisioning"):
                 self.sim.schedule(HOUR * spread_sample(self.rng, self.policy.provision_hours), self._provisioned, node)
-        elif state == "provisioning":
+        elif state == NodeState.PROVISIONING:
             self.sim.schedule(HOUR * spread_sample(self.rng, self.policy.provision_hours), self._provisioned, node)
-        elif state == "awaiting_supplier":
+        elif state == NodeState.AWAITING_SUPPLIER:
             self.sim.world.hand_to_supplier(node.body)
             case.supplier_since = self.sim.t
             self.sim.schedule(self.sim.model.rma_seconds(node.cls), self._supplier_returns, node)
-        elif state == "validating" and open_case is None:
+        elif state == NodeState.VALIDATING and open_case is None:
             self._validate(node)
 
     # -- what the health checks report ---------------------------------------------------------------------
@@ -177,7 +181,7 @@ class Operator:
         elif what == "needs_human" and data.get("action") == "inspect":
             m.in_house += 1
             self._send_technician(node)
-        elif what == "case_closed" and case.resolution != "reintegrated" and node.state == "in_service":
+        elif what == "case_closed" and case.resolution != "reintegrated" and node.state == NodeState.IN_SERVICE:
             node.case = None
             self.sim.start_service(node)
 
