@@ -37,12 +37,7 @@ test: lint typecheck contracts unit
 BENCH_DBS ?= sqlite postgresql
 
 bench: install
-	@for script in benchmarks/bench_*.py; do \
-		for db in $(BENCH_DBS); do \
-			echo "== $$script --db $$db"; \
-			$(BIN)/python $$script --db $$db || exit 1; \
-		done; \
-	done
+	$(BIN)/python benchmarks/run_all.py $(foreach db,$(BENCH_DBS),--db $(db))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache gpufleet.db gpufleet.db-wal gpufleet.db-shm
