@@ -19,15 +19,15 @@ single writer), so an observation is never recorded twice.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from gpufleet.adapters.drivers.base import MAINTENANCE_TAINT, ClusterDriver, DriverError, NodeStatus
+from gpufleet.adapters.drivers.base import MAINTENANCE_TAINT, DriverError, NodeStatus
 from gpufleet.adapters.drivers.ownership import HeldByOthers, tag_reason
 from gpufleet.clusters import store
 from gpufleet.clusters.drivers import DriverRegistry, cluster_target, default_registry
+from gpufleet.clusters.scheduler import Scheduler
 from gpufleet.domain.lifecycle import HELD_STATES, NodeState
 from gpufleet.domain.settings import Settings
 from gpufleet.domain.xid_policy import overridden_settings
@@ -56,11 +56,6 @@ class HeldOutside(ServiceError):
 
     status = 409
     title = "Held outside gpufleet"
-
-
-@runtime_checkable
-class ListsNodes(Protocol):
-    def list_nodes(self) -> list[NodeStatus]: ...
 
 
 @runtime_checkable
@@ -177,10 +172,10 @@ def _event_row(
 
 class _Sync:
     def __init__(
-        self, db: Database, driver: ClusterDriver, report: SyncReport, settings: Settings, actor: Actor
+        self, db: Database, scheduler: Scheduler, report: SyncReport, settings: Settings, actor: Actor
     ) -> None:
         self.db = db
-        self.driver = driver
+        self.scheduler = scheduler
         self.report = report
         self.settings = settings
         self.reboot_timeout = timedelta(minutes=settings.reboot_timeout_minutes)
@@ -360,7 +355,7 @@ class _Sync:
                     node,
                     "uncordon",
                     "gpufleet holds the node in service",
-                    lambda: self.driver.uncordon(node.hostname, "in service"),
+                    lambda: self.scheduler.uncordon(node.hostname, "in service"),
                 )
             return
         if node.state not in HELD_STATES:
@@ -368,15 +363,20 @@ class _Sync:
         reason = self.hold_reason(node)
         if node.state is NodeState.DRAINING:
             deadline = node.state_since + self.drain_deadline
-            drained = self.act_quiet(node, "drain", reason, lambda: self.driver.drain(node.hostname, reason, deadline))
+            drained = self.act_quiet(
+                node, "drain", reason, lambda: self.scheduler.drain(node.hostname, reason, deadline)
+            )
             if drained is not None and drained.complete:
                 self.transition(node, "drained", f"the scheduler reports no work left on {node.hostname}")
         elif status.schedulable:
-            self.act(node, "cordon", reason, lambda: self.driver.cordon(node.hostname, reason))
+            self.act(node, "cordon", reason, lambda: self.scheduler.cordon(node.hostname, reason))
         has_taint = any(t.key == MAINTENANCE_TAINT for t in status.taints)
         if node.state is NodeState.MAINTENANCE and not has_taint:
             self.act(
-                node, "set_maintenance_taint", reason, lambda: self.driver.set_maintenance_taint(node.hostname, reason)
+                node,
+                "set_maintenance_taint",
+                reason,
+                lambda: self.scheduler.set_maintenance_taint(node.hostname, reason),
             )
 
     def act_quiet(self, node: _Node, action: str, reason: str, call: Any) -> Any:
@@ -396,11 +396,6 @@ class _Sync:
                 session, node.id, event, reason, self.actor, self.now, data={"source": self.source}
             )
         self.report.transitions.append({"node": node.hostname, "event": event, "to": result.to_state})
-
-
-def _accepts(method: Any, parameter: str) -> bool:
-    """Whether a driver's method takes an option beyond the common interface (Slurm's ``hold``, ``override``)."""
-    return parameter in inspect.signature(method).parameters
 
 
 def _nodes(db: Database, cluster: str) -> list[_Node]:
@@ -428,18 +423,18 @@ def sync_cluster(
         if not got:
             report.skipped = True
             return report
-        driver = (registry or default_registry()).create(target)
+        scheduler = Scheduler((registry or default_registry()).create(target))
         nodes = _nodes(db, cluster)
         try:
-            if isinstance(driver, ListsNodes):
-                statuses = {s.node: s for s in driver.list_nodes()}
+            if scheduler.can_list_nodes:
+                statuses = {s.node: s for s in scheduler.list_nodes()}
             else:
-                statuses = {n.hostname: driver.node_status(n.hostname) for n in nodes}
+                statuses = {n.hostname: scheduler.node_status(n.hostname) for n in nodes}
         except DriverError as exc:
             report.reachable = False
             report.error = str(exc)
             return report
-        sync = _Sync(db, driver, report, cluster_settings(db, cluster), actor)
+        sync = _Sync(db, scheduler, report, cluster_settings(db, cluster), actor)
         known = {n.hostname for n in nodes}
         report.unknown_to_gpufleet = sorted(set(statuses) - known)
         for node in nodes:
@@ -493,13 +488,10 @@ def resume_in_scheduler(
             field="node",
         )
     target = cluster_target(db, row.name)
-    driver = (registry or default_registry()).create(target)
+    scheduler = Scheduler((registry or default_registry()).create(target))
     node = _Node(node_id, row.hostname, NodeState(row.state), row.state_since, row.cluster_id)
     try:
-        if _accepts(driver.uncordon, "override"):
-            driver.uncordon(row.hostname, text_reason, override=override)  # type: ignore[call-arg]
-        else:
-            driver.uncordon(row.hostname, text_reason)
+        scheduler.uncordon(row.hostname, text_reason, override=override)
     except HeldByOthers as exc:
         raise HeldOutside(str(exc)) from None
     except DriverError as exc:
@@ -523,15 +515,12 @@ def reboot_in_scheduler(
         node_id = resolve_node_id(session, node_ref, actor, now)
         row = store.node_with_cluster(session, node_id)
     target = cluster_target(db, row.name)
-    driver = (registry or default_registry()).create(target)
+    scheduler = Scheduler((registry or default_registry()).create(target))
     node = _Node(node_id, row.hostname, NodeState(row.state), row.state_since, row.cluster_id)
     hold = NodeState(row.state) is not NodeState.IN_SERVICE
     try:
-        before = driver.power_status(row.hostname)
-        if _accepts(driver.reboot, "hold"):
-            driver.reboot(row.hostname, tag_reason(text_reason), hold=hold)  # type: ignore[call-arg]
-        else:
-            driver.reboot(row.hostname, tag_reason(text_reason))
+        before = scheduler.power_status(row.hostname)
+        scheduler.reboot(row.hostname, tag_reason(text_reason), hold=hold)
     except DriverError as exc:
         raise DriverUnavailable(str(exc)) from None
     data = {

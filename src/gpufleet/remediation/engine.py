@@ -2,7 +2,7 @@
 
 Each case state has a handler that either moves the case on (and the loop continues) or says when to look again.
 The domain decides (classification, ladder, budgets, deadlines); this module reads what the cluster reports through
-its driver and applies node transitions through the lifecycle service, so node and case always agree. A state's
+its scheduler and applies node transitions through the lifecycle service, so node and case always agree. A state's
 time limit is checked before its handler runs: a case past it escalates instead of waiting. Steps that must not be
 repeated record their intent, and the work is checkpointed, before the driver is called.
 """
@@ -233,7 +233,7 @@ def _detected(s: Step) -> bool:
     if c.pending.get("component"):
         data["component"] = c.pending["component"]
     s.node("quarantine", f"remediation: {c.reason}"[:2000], **data)
-    s.driver.cordon(c.hostname, f"gpufleet case {c.id}: {', '.join(c.codes)}"[:200])
+    s.scheduler.cordon(c.hostname, f"gpufleet case {c.id}: {', '.join(c.codes)}"[:200])
     return s.move("quarantine", f"quarantined: {c.reason}", codes=c.codes)
 
 
@@ -256,7 +256,7 @@ def _draining(s: Step) -> bool:
     c = s.case
     deadline = datetime.fromisoformat(c.pending.get("drain_deadline", s.now.isoformat()))
     frame = s.engine.frame
-    status = s.driver.drain(c.hostname, f"gpufleet case {c.id}", frame.to_driver(deadline))
+    status = s.scheduler.drain(c.hostname, f"gpufleet case {c.id}", frame.to_driver(deadline))
     if status.forced:
         s.engine.notify("drain_forced", c, {"forced": len(status.forced)})
     if not status.complete:
@@ -269,7 +269,7 @@ def _draining(s: Step) -> bool:
     started = datetime.fromisoformat(c.pending.get("drain_started", s.now.isoformat()))
     s.node("drained", "no work left on the node")
     s.node("diagnose", f"diagnosing for case {c.id}")
-    s.driver.set_maintenance_taint(c.hostname, f"gpufleet case {c.id}")
+    s.scheduler.set_maintenance_taint(c.hostname, f"gpufleet case {c.id}")
     s.engine.notify("drained", c, {"minutes": (s.now - started).total_seconds() / 60})
     pending = {k: v for k, v in c.pending.items() if not k.startswith("drain_")}
     c.set(pending=pending)

@@ -22,7 +22,6 @@ from gpufleet.remediation.reboots import (
     reboot_returned,
     reboot_went_down,
 )
-from gpufleet.remediation.runtime import Reimages, ResetsGpus, RestartsWorkload
 from gpufleet.remediation.step import Handler, Step, escalate, need_human
 from gpufleet.remediation.tickets import resolve_ticket
 from gpufleet.validation.ingest import record_results
@@ -56,12 +55,12 @@ def _diagnosing(s: Step) -> bool:
             settings = s.policy.settings
             level = settings.diagnostics_hardware if c.kind == Kind.HARDWARE.value else settings.diagnostics_software
             suite = ValidationSuite(f"diagnostics-{level}", (level,), 1, CHECKS[level].minutes)
-            run = s.driver.start_validation(c.hostname, suite)
+            run = s.scheduler.start_validation(c.hostname, suite)
             c.set(run_id=run.run_id, pending={**c.pending, "diag": level})
             end = s.engine.frame.to_record(run.expected_end) if run.expected_end else s.now + s.poll
             return s.wait(end)
         if c.run_id is not None:
-            result = s.driver.validation_result(c.hostname, c.run_id)
+            result = s.scheduler.validation_result(c.hostname, c.run_id)
             if result.state is ValidationState.RUNNING:
                 return s.wait(s.now + s.poll)
             floor = floor_of(result)
@@ -109,16 +108,16 @@ def _repairing(s: Step) -> bool:
     if c.pending.get("op") != key:
         c.set(pending={**c.pending, "op": key, "op_at": s.now.isoformat(), "op_done": False})
         s.checkpoint()
-        driver = s.driver
+        scheduler = s.scheduler
         reason = f"gpufleet case {c.id}: {', '.join(c.codes)}"[:200]
         if action is Action.RESET_GPU:
-            if not isinstance(driver, ResetsGpus):
+            if not scheduler.can_reset_gpu:
                 c.set(action=Action.REBOOT.value, pending={k: v for k, v in c.pending.items() if k != "op"})
                 s.record("note", "this cluster's driver cannot reset a GPU: rebooting instead")
                 return True
-            driver.reset_gpu(c.hostname, c.gpu_index, reason)
-        elif isinstance(driver, RestartsWorkload):
-            driver.restart_workload(c.hostname, reason)
+            scheduler.reset_gpu(c.hostname, c.gpu_index, reason)
+        elif scheduler.can_restart_workload:
+            scheduler.restart_workload(c.hostname, reason)
         else:
             s.record("note", "this cluster's driver restarts no workload: the drain already ended it")
         c.set(pending={**c.pending, "op_done": True})
@@ -139,24 +138,24 @@ def _rebooting(s: Step, action: Action) -> bool:
     c = s.case
     frame = s.engine.frame
     key = f"{action.value}:{c.attempt}"
-    driver = s.driver
+    scheduler = s.scheduler
     if c.pending.get("op") != key:
         reason = f"gpufleet case {c.id}: {action.value} for {', '.join(c.codes)}"[:200]
         reboot_id = reboot_requested(s.session, c.node_id, c.cluster_id, c.id, reason, s.now)
         c.set(pending={**c.pending, "op": key, "op_at": s.now.isoformat(), "op_done": False, "reboot": reboot_id})
         s.checkpoint()
-        _issue_reboot(driver, c.hostname, action, reason)
+        scheduler.reboot(c.hostname, reason, reimage=action is Action.REIMAGE)
         c.set(pending={**c.pending, "op_done": True})
         s.engine.notify("reboot_requested", c, {"action": action.value})
     requested = datetime.fromisoformat(c.pending["op_at"])
     reboot_id = int(c.pending["reboot"])
-    status = driver.power_status(c.hostname)
+    status = scheduler.power_status(c.hostname)
     booted = frame.to_record(status.booted_at) if status.booted_at is not None else None
     if not c.pending.get("op_done"):
         # A controller stopped between the intent and the call: ask only if the node shows no sign of it.
         if not status.reboot_pending and (booted is None or booted < requested):
-            _issue_reboot(driver, c.hostname, action, f"gpufleet case {c.id}: {action.value}")
-            status = driver.power_status(c.hostname)
+            scheduler.reboot(c.hostname, f"gpufleet case {c.id}: {action.value}", reimage=action is Action.REIMAGE)
+            status = scheduler.power_status(c.hostname)
         c.set(pending={**c.pending, "op_done": True})
     if status.reachable and booted is not None and booted >= requested:
         seconds = reboot_returned(s.session, reboot_id, booted)
@@ -175,13 +174,6 @@ def _rebooting(s: Step, action: Action) -> bool:
     return s.wait(min(s.now + max(s.poll, (s.now - requested) / 3), timeout))
 
 
-def _issue_reboot(driver: Any, host: str, action: Action, reason: str) -> None:
-    if action is Action.REIMAGE and isinstance(driver, Reimages):
-        driver.reimage(host, reason)
-    else:
-        driver.reboot(host, reason)
-
-
 def _suite(plan: Any) -> ValidationSuite:
     spec = SUITES[plan.decision.suite]
     floors = dict(plan.criteria.minimums) if plan.criteria is not None else {}
@@ -198,7 +190,7 @@ def _validating(s: Step) -> bool:
                 s.record("hold", f"waiting for canary {plan.decision.wait_for}")
             return s.wait(s.now + s.poll, held="canary")
         suite = _suite(plan)
-        run = s.driver.start_validation(c.hostname, suite)
+        run = s.scheduler.start_validation(c.hostname, suite)
         minutes = suite.passes * suite.pass_minutes
         expected = s.engine.frame.to_record(run.expected_end) if run.expected_end else s.now + s.minutes(minutes)
         c.set(
@@ -218,7 +210,7 @@ def _validating(s: Step) -> bool:
         s.record("validation", f"{plan.decision.path.value}: {suite.passes} x {suite.name} ({plan.decision.reason})")
         return s.wait(expected)
     try:
-        result = s.driver.validation_result(c.hostname, c.plan["run_id"])
+        result = s.scheduler.validation_result(c.hostname, c.plan["run_id"])
     except UnknownNode:
         c.set(plan={})
         s.record("note", "the cluster lost the validation run: starting it again")
@@ -270,9 +262,9 @@ def _validated(s: Step, result: ValidationResult) -> bool:
         attempt=plan["attempt"],
         passes=result.passes_completed,
     )
-    driver = s.driver
-    driver.clear_maintenance_taint(c.hostname)
-    driver.uncordon(c.hostname, f"gpufleet case {c.id}: validated")
+    scheduler = s.scheduler
+    scheduler.clear_maintenance_taint(c.hostname, f"gpufleet case {c.id}: validated")
+    scheduler.uncordon(c.hostname, f"gpufleet case {c.id}: validated")
     if c.ticket_id is not None:
         resolve_ticket(s.session, c.ticket_id, s.now, f"the unit passed {plan['path']} validation")
     c.set(resolution="reintegrated")

@@ -1,8 +1,11 @@
-"""What the remediation engine runs on: units of work, the clusters' facts, time, and the drivers' optional skills.
+"""What the remediation engine runs on: units of work, the clusters' facts and schedulers, and time.
 
 The engine never opens a session of its own: a ``Work`` hands it one and says when what was done so far must be
 durable. In production each ``checkpoint`` is a commit, so an intent is on disk before the driver acts; the
 simulator's work is its step transaction, where a crash loses the whole in-memory run anyway.
+
+The drivers' optional skills (``ResetsGpus``, ``RestartsWorkload``, ``Reimages``) now live with the scheduler that
+reads them, ``gpufleet.clusters.scheduler``; they are still importable from here for code written before.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
-from gpufleet.adapters.drivers.base import ClusterDriver
 from gpufleet.clusters.drivers import DEFAULT_DRIVER, ClusterTarget, DriverRegistry
+from gpufleet.clusters.scheduler import Reimages as Reimages
+from gpufleet.clusters.scheduler import ResetsGpus as ResetsGpus
+from gpufleet.clusters.scheduler import RestartsWorkload as RestartsWorkload
+from gpufleet.clusters.scheduler import Scheduler
 from gpufleet.platform.database import Database, UnitOfWork
 from gpufleet.remediation import store
 
@@ -104,6 +110,8 @@ class ClusterFacts:
     total: int = 0
     """Every node, whatever its state: the breaker's threshold is a share of it."""
     sized_at: datetime | None = None
+    scheduler: Scheduler | None = None
+    """Kept with the facts, so a driver's skills are read once, not on every step."""
 
 
 SIZE_TTL = timedelta(minutes=10)
@@ -113,7 +121,8 @@ COUNTED_STATES = store.COUNTED_STATES
 
 @dataclass
 class ClusterBook:
-    """Clusters by id with their driver target, and group sizes for the budgets, re-read every few minutes."""
+    """Clusters by id with their driver target and scheduler, and group sizes for the budgets, re-read every few
+    minutes."""
 
     registry: DriverRegistry
     clusters: dict[int, ClusterFacts] = field(default_factory=dict)
@@ -128,8 +137,14 @@ class ClusterBook:
             self.clusters[cluster_id] = facts
         return facts
 
-    def driver(self, session: UnitOfWork, cluster_id: int) -> ClusterDriver:
-        return self.registry.create(self.cluster(session, cluster_id).target)
+    def scheduler(self, session: UnitOfWork, cluster_id: int) -> Scheduler:
+        """The cluster's scheduler, kept while the registry hands out the same driver: a driver replaced there
+        (``DriverRegistry.register``, new settings) gets a new one, as asking the registry each time would."""
+        facts = self.cluster(session, cluster_id)
+        driver = self.registry.create(facts.target)
+        if facts.scheduler is None or facts.scheduler.driver is not driver:
+            facts.scheduler = Scheduler(driver)
+        return facts.scheduler
 
     def size(self, session: UnitOfWork, cluster_id: int, now: datetime) -> int:
         return self._sized(session, cluster_id, now).size
@@ -163,25 +178,3 @@ class ClusterBook:
 
     def __iter__(self) -> Iterator[ClusterFacts]:
         return iter(self.clusters.values())
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Skills beyond the core driver interface. A driver that lacks one gets the next rung instead.
-
-
-@runtime_checkable
-class ResetsGpus(Protocol):
-    def reset_gpu(self, node: str, gpu_index: int | None, reason: str) -> None:
-        """Reset one GPU (all when ``gpu_index`` is None): ``nvidia-smi -r`` with nothing running on it."""
-
-
-@runtime_checkable
-class RestartsWorkload(Protocol):
-    def restart_workload(self, node: str, reason: str) -> None:
-        """Restart the node's GPU services and requeue its work (fabric manager, persistence daemon, the job)."""
-
-
-@runtime_checkable
-class Reimages(Protocol):
-    def reimage(self, node: str, reason: str) -> None:
-        """Reinstall the node's image; completes like a reboot, observed through ``power_status``."""

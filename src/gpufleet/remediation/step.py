@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from gpufleet.adapters.drivers.base import ClusterDriver
+from gpufleet.clusters.scheduler import Scheduler
 from gpufleet.domain.lifecycle import TRANSITIONS, InvalidTransition
 from gpufleet.domain.remediation import CaseState, case_deadline, kind_after, next_case_state
 from gpufleet.domain.xid_policy import Action, Kind, XidPolicy
@@ -75,8 +75,8 @@ class Step:
         return self.work.session()
 
     @property
-    def driver(self) -> ClusterDriver:
-        return self.engine.clusters.driver(self.session, self.case.cluster_id)
+    def scheduler(self) -> Scheduler:
+        return self.engine.clusters.scheduler(self.session, self.case.cluster_id)
 
     def span(self, duration: timedelta) -> timedelta:
         return self.engine.frame.span(duration)

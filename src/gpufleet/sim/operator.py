@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpufleet.adapters.drivers.base import ValidationState
 from gpufleet.adapters.drivers.simulated import Fault
+from gpufleet.clusters.scheduler import Scheduler
 from gpufleet.domain.lifecycle import LEAVING_STATES, NodeState
 from gpufleet.domain.remediation import CaseState
 from gpufleet.domain.xid_policy import Action
@@ -71,6 +72,7 @@ class Operator:
         self.signal_rng = random.Random(f"{sim.seed}:telemetry")
         self.cases = 0
         self.people = Actor(name="sim:operations", role=Role.OPERATOR, correlation_id=f"sim-{sim.seed}-people")
+        self._schedulers: dict[str, Scheduler] = {}
 
     # -- entry points --------------------------------------------------------------------------------------
 
@@ -245,7 +247,8 @@ class Operator:
 
     def _provisioned(self, node: FleetNode, _: Any = None) -> None:
         self.sim.world.set_defect(node.body, self.sim.model.returns_defective(node.cls))
-        node.driver.cordon(node.hostname, "validating new hardware")
+        scheduler = self._scheduler(node)
+        scheduler.cordon(node.hostname, "validating new hardware")
         if self._move(node, "provisioned", "imaged and joined to the scheduler"):
             self._validate(node)
 
@@ -254,7 +257,8 @@ class Operator:
         case = self._case(node)
         plan = validation.plan(self.sim.uow.session(), node.id, self.sim.record_now())
         case.plan = plan
-        run = node.driver.start_validation(node.hostname, plan.suite)
+        scheduler = self._scheduler(node)
+        run = scheduler.start_validation(node.hostname, plan.suite)
         case.run_id = run.run_id
         self.sim.schedule_at_time(run.expected_end, self._check_validation, node)
 
@@ -262,7 +266,7 @@ class Operator:
         case = self._case(node)
         plan = case.plan
         assert plan is not None
-        result = node.driver.validation_result(node.hostname, case.run_id)
+        result = self._scheduler(node).validation_result(node.hostname, case.run_id)
         if result.state is ValidationState.RUNNING:
             self.sim.schedule(MINUTE * self.policy.poll_minutes, self._check_validation, node)
             return
@@ -284,14 +288,22 @@ class Operator:
         data = {"path": plan.path, "attempt": plan.attempt, "passes": result.passes_completed}
         if not self._move(node, "admit", f"passed {result.passes_completed} {plan.suite.name} pass(es)", data):
             return
-        node.driver.clear_maintenance_taint(node.hostname)
-        node.driver.uncordon(node.hostname, "admitted")
+        scheduler = self._scheduler(node)
+        scheduler.clear_maintenance_taint(node.hostname, "admitted")
+        scheduler.uncordon(node.hostname, "admitted")
         if case.kind == "bring_up":
             self.sim.metrics.brought_up_gpus += node.gpus
         node.case = None
         self.sim.start_service(node, after_hardware=plan.path != "fast_track")
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
+
+    def _scheduler(self, node: FleetNode) -> Scheduler:
+        """The node's cluster as people act on it, one per cluster while its driver stays the same."""
+        scheduler = self._schedulers.get(node.cluster)
+        if scheduler is None or scheduler.driver is not node.driver:
+            scheduler = self._schedulers[node.cluster] = Scheduler(node.driver)
+        return scheduler
 
     def _new_case(self, kind: str) -> Case:
         self.cases += 1
