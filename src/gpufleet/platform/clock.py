@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
+from gpufleet.domain.clock import Clock as Clock  # the one declaration; platform hands out its two kinds
 
 
 class SystemClock:

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from urllib3.exceptions import HTTPError
 
@@ -39,6 +39,7 @@ from gpufleet.adapters.drivers.base import (
     Work,
 )
 from gpufleet.adapters.drivers.ownership import HeldByOthers, reason_ref
+from gpufleet.domain.clock import Clock
 
 log = logging.getLogger("gpufleet.drivers.kubernetes")
 
@@ -50,10 +51,6 @@ MERGE_PATCH = "application/merge-patch+json"
 GPU_LABEL_PREFIXES = ("nvidia.com/", "feature.node.kubernetes.io/pci-10de")
 STANDARD_CONDITIONS = frozenset({"Ready", "MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable"})
 T = TypeVar("T")
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from gpufleet.adapters.drivers.base import (
     MAINTENANCE_TAINT,
@@ -35,12 +34,7 @@ from gpufleet.adapters.drivers.base import (
     ValidationSuite,
     Work,
 )
-
-
-class Clock(Protocol):
-    """Whatever tells the time: the system clock in production, the simulator's clock in a simulation."""
-
-    def now(self) -> datetime: ...
+from gpufleet.domain.clock import Clock
 
 
 @dataclass(frozen=True)

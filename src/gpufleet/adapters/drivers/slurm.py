@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from gpufleet.adapters.drivers.base import (
     MAINTENANCE_TAINT,
@@ -50,6 +50,7 @@ from gpufleet.adapters.drivers.slurm_states import (
     parse_sinfo_json,
     parse_squeue,
 )
+from gpufleet.domain.clock import Clock
 
 log = logging.getLogger("gpufleet.drivers.slurm")
 
@@ -64,10 +65,6 @@ _UNREACHABLE = (
     "unable to connect",
     "munge",
 )
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
